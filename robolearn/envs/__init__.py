@@ -1,0 +1,3 @@
+from robolearn.envs.vec_env import VecEnv
+
+__all__ = ["VecEnv"]

@@ -1,0 +1,23 @@
+"""Expert registry: one scripted expert per task name."""
+
+from __future__ import annotations
+
+import torch
+
+from robolearn.experts.base import ScriptedExpert
+from robolearn.experts.reach import ReachExpert
+
+EXPERTS: dict[str, type[ScriptedExpert]] = {"reach": ReachExpert}
+
+
+def make_expert(
+    task_name: str, num_envs: int, device: torch.device | str, control=None
+) -> ScriptedExpert:
+    if task_name not in EXPERTS:
+        raise ValueError(
+            f"no scripted expert for task {task_name!r}; experts exist for {sorted(EXPERTS)}"
+        )
+    return EXPERTS[task_name](num_envs, device, control)
+
+
+__all__ = ["EXPERTS", "ScriptedExpert", "make_expert"]

@@ -1,0 +1,68 @@
+"""Scripted experts: batched, closed-loop ``obs -> action`` controllers that produce demos.
+
+They read only the ``policy`` observation group (what a learned policy sees) and emit actions in
+the env's normalised ``ee_delta_pose`` space. Multi-phase experts keep a per-world phase; the
+caller resets it with :meth:`ScriptedExpert.reset` for worlds that start a new episode.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from robolearn.tasks.control import ControlConfig
+from robolearn.utils.rotations import axis_angle_to_mat, mat_to_axis_angle, quat_to_mat
+
+#: TCP orientation of the home posture: gripper pointing down, fingers closing along world y.
+DOWN = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+class ScriptedExpert(ABC):
+    def __init__(
+        self, num_envs: int, device: torch.device | str, control: ControlConfig | None = None
+    ):
+        self.num_envs, self.device = num_envs, torch.device(device)
+        self.control = control or ControlConfig()
+        if self.control.action_mode != "ee_delta_pose":
+            raise ValueError(
+                f"scripted experts emit ee_delta_pose actions, the task uses {self.control.action_mode!r}"
+            )
+        self.phase = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self.timer = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+
+    def reset(self, env_ids: torch.Tensor | None = None) -> None:
+        ids = slice(None) if env_ids is None else env_ids
+        self.phase[ids] = 0
+        self.timer[ids] = 0
+
+    @abstractmethod
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Actions (N, 7) for the ``policy`` observation group ``obs``."""
+
+    # --- building blocks ---------------------------------------------------------------------
+    def translate(
+        self, eef_pos: torch.Tensor, goal: torch.Tensor, gain: float = 1.0, max_speed: float = 1.0
+    ) -> torch.Tensor:
+        """Normalised translation towards ``goal``: proportional, saturated at ``max_speed``."""
+        step = gain * (goal - eef_pos) / self.control.max_pos_delta
+        norm = step.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        return step * torch.clamp(max_speed / norm, max=1.0)
+
+    def rotate(
+        self, eef_quat: torch.Tensor, goal_mat: torch.Tensor, gain: float = 1.0
+    ) -> torch.Tensor:
+        """Normalised rotation vector turning the TCP towards ``goal_mat`` (N, 3, 3)."""
+        err = mat_to_axis_angle(goal_mat @ quat_to_mat(eef_quat).transpose(-1, -2))
+        return (gain * err / self.control.max_rot_delta).clamp(-1.0, 1.0)
+
+    def down_with_yaw(self, yaw: torch.Tensor) -> torch.Tensor:
+        """Gripper pointing down, rotated by ``yaw`` about world z, (N, 3, 3)."""
+        zero = torch.zeros_like(yaw)
+        rz = axis_angle_to_mat(torch.stack([zero, zero, yaw], dim=-1))
+        return rz @ DOWN.to(yaw)
+
+    def action(
+        self, translation: torch.Tensor, rotation: torch.Tensor, gripper: torch.Tensor
+    ) -> torch.Tensor:
+        return torch.cat([translation.clamp(-1, 1), rotation, gripper.reshape(-1, 1)], dim=-1)

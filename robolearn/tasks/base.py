@@ -1,0 +1,294 @@
+"""``Task``: reward, success, reset distribution, observations and action mapping, in batched torch.
+
+A task is written once over ``(num_worlds, ...)`` tensors read from a :class:`BatchedSim`; it runs
+unchanged on every backend. A new task is one module (a ``Task`` subclass with its ``Config``) and
+one ``conf/task/<name>.yaml``; register it in ``robolearn.tasks.TASKS``.
+
+Observation groups: ``policy`` = proprioception + task state (what a real robot can estimate);
+``critic`` = ``policy`` + privileged state (velocities, finger contacts, domain parameters).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from robolearn.sim.batched import BatchedSim
+from robolearn.sim.scene import SceneConfig
+from robolearn.spec import ActionSpec, ObsSpec, TermSpec
+from robolearn.tasks.control import ArmController, ControlConfig, action_dim
+from robolearn.tasks.domain import DomainConfig, DomainParams
+
+REWARD_TYPES = ("dense", "sparse")
+#: Below this height (m, table top is 0) an object has left the table: the episode terminates.
+FALLEN_Z = -0.15
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    episode_length: int = 100  # control steps before truncation
+    control_freq: float = 20.0  # Hz
+    timestep: float = 0.005  # physics step, s
+    reward_type: str = "dense"
+    arm_init_noise: float = 0.02  # rad, uniform per joint around the home posture
+    terminate_on_success: bool = False  # end episodes at success (demo collection, evaluation)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    domain: DomainConfig = field(default_factory=DomainConfig)
+
+    @property
+    def substeps(self) -> int:
+        return max(1, round(1.0 / (self.control_freq * self.timestep)))
+
+    def validate(self) -> None:
+        if self.reward_type not in REWARD_TYPES:
+            raise ValueError(f"reward_type {self.reward_type!r}: choose from {REWARD_TYPES}")
+        if self.episode_length <= 0:
+            raise ValueError(f"episode_length must be positive, got {self.episode_length}")
+        action_dim(self.control.action_mode)
+
+
+class Task(ABC):
+    name: ClassVar[str]
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+
+    def __init__(self, cfg: TaskConfig | None = None):
+        self.cfg = cfg or self.Config()
+        self.cfg.validate()
+        self.scene = self.scene_config()
+
+    # --- what a task defines ----------------------------------------------------------------
+    @abstractmethod
+    def scene_config(self) -> SceneConfig:
+        """Objects, markers and table of this task's scene."""
+
+    @abstractmethod
+    def sample_reset(self, env_ids: torch.Tensor, qpos: torch.Tensor) -> None:
+        """Place objects in ``qpos`` rows (len(env_ids), nq) and set task buffers (goals)."""
+
+    @abstractmethod
+    def task_terms(self) -> dict[str, torch.Tensor]:
+        """Task observation terms of the ``policy`` group, (N, d) float32 each."""
+
+    @abstractmethod
+    def dense_reward(self) -> torch.Tensor:
+        """(N,) shaped reward."""
+
+    @abstractmethod
+    def success(self) -> torch.Tensor:
+        """(N,) bool."""
+
+    def setup(self) -> None:
+        """Allocate task buffers once the sim is bound (override as needed)."""
+
+    def privileged_terms(self) -> dict[str, torch.Tensor]:
+        """Extra ``critic`` terms: by default each object's linear and angular velocity."""
+        terms = {}
+        for obj in self.scene.objects:
+            vel = self.sim.qvel[:, self.obj_dof[obj.name] : self.obj_dof[obj.name] + 6].float()
+            terms[f"{obj.name}_linvel"] = vel[:, :3]
+            terms[f"{obj.name}_angvel"] = vel[:, 3:]
+        return terms
+
+    def terminated(self) -> torch.Tensor:
+        """(N,) bool: an object fell off the table (or success, with ``terminate_on_success``)."""
+        out = (
+            self.success()
+            if self.cfg.terminate_on_success
+            else torch.zeros(self.num_worlds, dtype=torch.bool, device=self.device)
+        )
+        for obj in self.scene.objects:
+            out |= self.object_pos(obj.name)[:, 2] < FALLEN_Z
+        return out
+
+    # --- shared machinery -------------------------------------------------------------------
+    def bind(self, sim: BatchedSim, generator: torch.Generator) -> None:
+        self.sim, self.generator = sim, generator
+        self.num_worlds, self.device = sim.num_worlds, sim.device
+        model = sim.model
+        self.controller = ArmController(sim, self.cfg.control)
+        self.tcp = model.site("tcp").id
+        self.pad_sensors = [model.sensor(n).adr[0] for n in ("left_pad_touch", "right_pad_touch")]
+        self.home_qpos = torch.as_tensor(
+            model.key("home").qpos, device=self.device, dtype=sim.dtype
+        )
+        self.home_ctrl = torch.as_tensor(
+            model.key("home").ctrl, device=self.device, dtype=sim.dtype
+        )
+        self.obj_body = {o.name: model.body(o.name).id for o in self.scene.objects}
+        self.obj_geom = {o.name: model.geom(o.name).id for o in self.scene.objects}
+        self.obj_qpos = {
+            o.name: int(model.joint(f"{o.name}_joint").qposadr[0]) for o in self.scene.objects
+        }
+        self.obj_dof = {
+            o.name: int(model.joint(f"{o.name}_joint").dofadr[0]) for o in self.scene.objects
+        }
+        self.marker_mocap = {m.name: int(model.body(m.name).mocapid[0]) for m in self.scene.markers}
+        self.domain = DomainParams(self.cfg.domain, self.num_worlds, self.device, generator)
+        self._nominal = {
+            "mass": torch.as_tensor(model.body_mass, device=self.device),
+            "inertia": torch.as_tensor(model.body_inertia, device=self.device),
+            "size": torch.as_tensor(model.geom_size, device=self.device),
+            "friction": torch.as_tensor(model.geom_friction, device=self.device),
+            "damping": torch.as_tensor(model.dof_damping, device=self.device),
+        }
+        #: Per-world half sizes of each object (they change with ``object_size_scale``).
+        self.object_half_size = {
+            o.name: torch.tensor(o.half_size, device=self.device).repeat(self.num_worlds, 1)
+            for o in self.scene.objects
+        }
+        self.setup()
+
+    def uniform(self, n: int, low, high) -> torch.Tensor:
+        """(n, d) uniform samples in the box [low, high] from the task's generator."""
+        low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
+        high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
+        u = torch.rand((n, *low.shape), generator=self.generator, device=self.device)
+        return low + u * (high - low)
+
+    def reset(self, env_ids: torch.Tensor) -> None:
+        if env_ids.numel() == 0:
+            return
+        self._apply_domain(env_ids)
+        n = env_ids.numel()
+        qpos = self.home_qpos.repeat(n, 1)
+        arm = self.controller.qpos_idx
+        noise = self.cfg.arm_init_noise
+        qpos[:, arm] += self.uniform(n, [-noise] * 7, [noise] * 7).to(qpos.dtype)
+        self.sample_reset(env_ids, qpos)
+        ctrl = self.home_ctrl.repeat(n, 1)
+        ctrl[:, self.controller.arm_act] = qpos[:, arm]
+        self.sim.xfrc_applied[env_ids] = 0
+        self.sim.reset(env_ids, qpos=qpos, ctrl=ctrl)
+
+    def place_object(
+        self, qpos: torch.Tensor, name: str, pos: torch.Tensor, yaw: torch.Tensor | None = None
+    ) -> None:
+        """Write a free object's pose into ``qpos`` rows: position (n, 3), yaw about z (n,)."""
+        adr = self.obj_qpos[name]
+        qpos[:, adr : adr + 3] = pos.to(qpos.dtype)
+        half = 0.5 * (yaw if yaw is not None else torch.zeros(len(pos), device=self.device))
+        quat = torch.stack([torch.cos(half), 0 * half, 0 * half, torch.sin(half)], dim=-1)
+        qpos[:, adr + 3 : adr + 7] = quat.to(qpos.dtype)
+
+    def set_marker(self, name: str, env_ids: torch.Tensor, pos: torch.Tensor) -> None:
+        self.sim.mocap_pos[env_ids, self.marker_mocap[name]] = pos.to(self.sim.dtype)
+
+    def apply_action(self, action: torch.Tensor) -> None:
+        self.controller.apply(action)
+
+    def reward(self) -> torch.Tensor:
+        if self.cfg.reward_type == "sparse":
+            return self.success().float()
+        return self.dense_reward()
+
+    # --- state accessors (float32) ------------------------------------------------------------
+    def eef_pos(self) -> torch.Tensor:
+        return self.sim.site_xpos[:, self.tcp].float()
+
+    def eef_mat(self) -> torch.Tensor:
+        return self.sim.site_xmat[:, self.tcp].float()
+
+    def gripper_qpos(self) -> torch.Tensor:
+        return self.sim.qpos[:, self.controller.finger_qpos_idx].float()
+
+    def object_pos(self, name: str) -> torch.Tensor:
+        return self.sim.xpos[:, self.obj_body[name]].float()
+
+    def object_quat(self, name: str) -> torch.Tensor:
+        return self.sim.xquat[:, self.obj_body[name]].float()
+
+    def object_mat(self, name: str) -> torch.Tensor:
+        return self.sim.xmat[:, self.obj_body[name]].float()
+
+    def pad_contact(self) -> torch.Tensor:
+        """(N, 2) 1.0 where a finger pad touches anything."""
+        return (self.sim.sensordata[:, self.pad_sensors] > 0).float()
+
+    def grasped(self, name: str) -> torch.Tensor:
+        """Both pads in contact, fingers not fully closed, object between the pads (N,) bool."""
+        between = (self.object_pos(name) - self.eef_pos()).norm(
+            dim=-1
+        ) < 0.02 + self.object_half_size[name].max(-1).values
+        closing = self.gripper_qpos().sum(-1) > 0.004
+        return (self.pad_contact().sum(-1) == 2) & closing & between
+
+    # --- observations --------------------------------------------------------------------------
+    def observations(self) -> dict[str, torch.Tensor]:
+        """All terms of all groups, by name."""
+        from robolearn.utils.rotations import mat_to_quat
+
+        terms = {
+            "joint_pos": self.controller.arm_qpos().float(),
+            "eef_pos": self.eef_pos(),
+            "eef_quat": mat_to_quat(self.eef_mat()),
+            "gripper_qpos": self.gripper_qpos(),
+        }
+        terms.update(self.task_terms())
+        terms["joint_vel"] = self.sim.qvel[:, self.controller.dof_idx].float()
+        terms["pad_contact"] = self.pad_contact()
+        terms["domain_params"] = self.domain.normalised().float()
+        terms.update(self.privileged_terms())
+        return terms
+
+    def obs_spec(self) -> ObsSpec:
+        """Derived from one observation, so it can never disagree with what the task emits."""
+        terms = self.observations()
+        policy = ("joint_pos", "eef_pos", "eef_quat", "gripper_qpos", *self.task_terms().keys())
+        return ObsSpec(
+            terms={k: TermSpec(tuple(v.shape[1:])) for k, v in terms.items()},
+            groups={"policy": policy, "critic": tuple(terms)},
+            action=ActionSpec(
+                dim=self.controller.dim,
+                mode=self.cfg.control.action_mode,
+                control_freq=self.cfg.control_freq,
+            ),
+            task=self.name,
+        )
+
+    # --- domain parameters -------------------------------------------------------------------
+    def _apply_domain(self, env_ids: torch.Tensor) -> None:
+        values = self.domain.resample(env_ids)
+        if not self.scene.objects and not self._varies("joint_damping_scale"):
+            return
+        d = self.domain.index
+        if self._varies("joint_damping_scale"):
+            damping = self._nominal["damping"].repeat(len(env_ids), 1)
+            damping[:, self.controller.dof_idx] *= values[:, d("joint_damping_scale"), None].to(
+                damping
+            )
+            self.sim.set_model_field("dof_damping", env_ids, damping)
+        if self._varies("object_friction"):
+            friction = self.sim.model_field("geom_friction")[env_ids.cpu()].to(self.device)
+            for geom in self.obj_geom.values():
+                friction[:, geom, 0] = values[:, d("object_friction")].to(friction)
+            self.sim.set_model_field("geom_friction", env_ids, friction)
+        scale_mass = self._varies("object_mass_scale") or self._varies("object_size_scale")
+        if self._varies("object_size_scale"):
+            size = self._nominal["size"].repeat(len(env_ids), 1, 1)
+            for name, geom in self.obj_geom.items():
+                size[:, geom] *= values[:, d("object_size_scale"), None].to(size)
+                self.object_half_size[name][env_ids] = size[:, geom].float()
+            self.sim.set_model_field("geom_size", env_ids, size)
+        if scale_mass:
+            mass = self._nominal["mass"].repeat(len(env_ids), 1)
+            inertia = self._nominal["inertia"].repeat(len(env_ids), 1, 1)
+            m_scale = values[:, d("object_mass_scale")].to(mass)
+            s_scale = values[:, d("object_size_scale")].to(mass)
+            for body in self.obj_body.values():
+                mass[:, body] *= m_scale
+                inertia[:, body] *= (m_scale * s_scale**2)[:, None]
+            self.sim.set_model_field("body_mass", env_ids, mass)
+            self.sim.set_model_field("body_inertia", env_ids, inertia)
+
+    def _varies(self, name: str) -> bool:
+        """Whether a domain parameter can differ from the model's nominal value."""
+        low, high = getattr(self.cfg.domain, name)
+        nominal = (
+            self.scene.objects[0].friction
+            if (name == "object_friction" and self.scene.objects)
+            else 1.0
+        )
+        return not (low == high == nominal)
