@@ -5,6 +5,7 @@
 * Same-step autoreset: a finished world's returned observation is the first of its next episode;
   the last one is in ``info["final_obs"]`` (rows valid where ``terminated | truncated``).
   ``truncated`` marks time limits, so that value bootstrapping is right.
+* ``info["diverged"]`` flags worlds whose physics blew up this step; they are terminated and reset.
 * ``info["success"]`` is the success flag of the step that was just taken (before any reset);
   ``info["episode"]`` holds return/length/success for the worlds that finished this step.
 """
@@ -63,17 +64,18 @@ class VecEnv:
     ) -> tuple[Obs, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         self._check_action(action)
         self.task.apply_action(action.clamp(-1.0, 1.0))
-        self.sim.step(self.substeps)
+        diverged = self.sim.step(self.substeps)
         self.episode_length += 1
 
         reward = self.task.reward()
         success = self.task.success()
-        terminated = self.task.terminated()
+        # A world whose physics diverged ends its episode (no bootstrapping from a broken state).
+        terminated = self.task.terminated() | diverged
         truncated = (self.episode_length >= self.max_episode_length) & ~terminated
         self.episode_return += reward
         self.episode_success |= success
         obs = self._observe()
-        info: dict[str, Any] = {"success": success}
+        info: dict[str, Any] = {"success": success, "diverged": diverged}
 
         done = terminated | truncated
         done_ids = done.nonzero().squeeze(-1)

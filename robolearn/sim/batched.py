@@ -32,7 +32,7 @@ PER_WORLD_FIELDS = (
 )
 
 #: State fields a task may write, and derived fields it may read.
-STATE_FIELDS = ("qpos", "qvel", "ctrl", "mocap_pos", "mocap_quat", "xfrc_applied")
+STATE_FIELDS = ("time", "qpos", "qvel", "ctrl", "mocap_pos", "mocap_quat", "xfrc_applied")
 DERIVED_FIELDS = (
     "xpos",
     "xquat",
@@ -57,6 +57,7 @@ class BatchedSim(ABC):
         self.device = torch.device(device)
 
     # --- state (writable views) -------------------------------------------------------------
+    time: torch.Tensor
     qpos: torch.Tensor
     qvel: torch.Tensor
     ctrl: torch.Tensor
@@ -80,8 +81,21 @@ class BatchedSim(ABC):
         """Floating-point type of the views (float64 on ``cpu``, float32 on ``warp``)."""
 
     @abstractmethod
-    def step(self, substeps: int = 1) -> None:
-        """Advance every world by ``substeps`` physics steps under the current ``ctrl``."""
+    def _step(self, substeps: int) -> None:
+        """Advance every world by ``substeps`` physics steps (backend-specific)."""
+
+    def step(self, substeps: int = 1) -> torch.Tensor:
+        """Advance every world by ``substeps`` physics steps under the current ``ctrl``.
+
+        Returns the (N,) bool mask of worlds whose physics diverged during the step: native
+        MuJoCo resets such a world to the model defaults (its clock restarts), Warp leaves
+        non-finite state. Either way the caller must reset those worlds; ``VecEnv`` does.
+        """
+        if substeps < 1:
+            raise ValueError(f"substeps must be >= 1, got {substeps}")
+        expected = self.time + (substeps - 0.5) * self.model.opt.timestep
+        self._step(substeps)
+        return (self.time < expected) | ~torch.isfinite(self.qpos).all(dim=-1)
 
     @abstractmethod
     def forward(self, env_ids: torch.Tensor | None = None) -> None:

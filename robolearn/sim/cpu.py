@@ -52,9 +52,8 @@ class CpuSim(BatchedSim):
     def num_threads(self) -> int:
         return self._batch.nthread
 
-    def step(self, substeps: int = 1) -> None:
+    def _step(self, substeps: int) -> None:
         # stage=VEL makes positions, velocities and sensors describe the new state.
-        # A diverging world raises mujoco.batch.SimulationError naming it.
         self._batch.step(nstep=substeps, stage=mujoco.mjtStage.mjSTAGE_VEL)
 
     def forward(self, env_ids: torch.Tensor | None = None) -> None:

@@ -108,6 +108,9 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
             contype=WORLD_CONTYPE,
             conaffinity=WORLD_CONTYPE,
             condim=4,
+            # Priority makes the object's friction govern all its contacts (MuJoCo otherwise takes
+            # the max of the pair), so that randomising object friction really changes contacts.
+            priority=1,
         )
         body.add_site(name=obj.name, size=[0.005, 0.005, 0.005], group=4)
 
