@@ -35,6 +35,7 @@ class ControlConfig:
     max_pos_delta: float = 0.05  # m per control step
     max_rot_delta: float = 0.25  # rad per control step
     max_joint_delta: float = 0.1  # rad per control step
+    max_target_lead: float = 0.2  # rad the servo target may run ahead of the measured joint
     ik_damping: float = 0.05
     nullspace_gain: float = 0.05
 
@@ -98,8 +99,12 @@ class ArmController:
             dq = self.ik_step(twist)
         else:
             dq = a[:, :7] * self.cfg.max_joint_delta
-        target = torch.clamp(q + dq, self.q_low, self.q_high)
+        # Integrate the previous servo target rather than the measured posture, so that the arm
+        # moves by the commanded amount per step despite servo lag; bounding the lead over the
+        # measured posture stops wind-up when the arm is blocked (pushing on the table).
         ctrl = self.sim.ctrl
-        ctrl[:, self.arm_act] = target
+        lead = self.cfg.max_target_lead
+        target = torch.clamp(ctrl[:, self.arm_act] + dq, q - lead, q + lead)
+        ctrl[:, self.arm_act] = torch.clamp(target, self.q_low, self.q_high)
         finger = FINGER_OPEN * 0.5 * (1.0 - a[:, -1:].clamp(-1, 1))
         ctrl[:, self.finger_act] = finger.expand(-1, 2)
