@@ -67,7 +67,7 @@ class VecEnv:
         diverged = self.sim.step(self.substeps)
         self.episode_length += 1
 
-        reward = self.task.reward()
+        reward = torch.where(diverged, 0.0, self.task.reward())  # no reward from a broken state
         success = self.task.success()
         # A world whose physics diverged ends its episode (no bootstrapping from a broken state).
         terminated = self.task.terminated() | diverged
@@ -100,7 +100,8 @@ class VecEnv:
         return self.task.domain.names
 
     def close(self) -> None:
-        del self.sim
+        # Idempotent: gymnasium's env checker (and wrappers) may close an env twice.
+        vars(self).pop("sim", None)
 
     # --- internals ---------------------------------------------------------------------------
     def _reset_worlds(self, env_ids: torch.Tensor) -> None:

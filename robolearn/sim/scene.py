@@ -16,6 +16,7 @@ from robolearn.assets import sim_asset
 
 #: Panda joint configuration with the gripper pointing down above the table, fingers open.
 HOME_QPOS = (0.0, 0.10, 0.0, -2.20, 0.0, 2.30, 0.7854, 0.04, 0.04)
+HOME_TIME = 1.0  # s; see build_model
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
 FINGER_JOINTS = ("finger_left", "finger_right")
 WORLD_CONTYPE = 1  # table, floor and objects; the robot (contype 2) touches these but not itself
@@ -133,7 +134,9 @@ def build_model(cfg: SceneConfig) -> mujoco.MjModel:
     model = spec.compile()
     qpos = model.qpos0.copy()
     qpos[joint_qpos_indices(model, ARM_JOINTS + FINGER_JOINTS)] = HOME_QPOS
-    spec.add_key(name="home", qpos=qpos.tolist(), ctrl=list(HOME_QPOS))
+    # Worlds start their clock at HOME_TIME: MuJoCo's automatic reset of a diverged world sets
+    # the clock to 0, so a divergence is visible even on an episode's first step.
+    spec.add_key(name="home", time=HOME_TIME, qpos=qpos.tolist(), ctrl=list(HOME_QPOS))
     return spec.compile()
 
 

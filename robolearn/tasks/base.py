@@ -231,6 +231,10 @@ class Task(ABC):
         terms["pad_contact"] = self.pad_contact()
         terms["domain_params"] = self.domain.normalised().float()
         terms.update(self.privileged_terms())
+        if self.sim.dtype == torch.float32:
+            # On float32 backends .float() is a view of the sim state; observations handed out
+            # (and kept in final_obs) must not change under the caller at the next step.
+            terms = {k: v.clone() for k, v in terms.items()}
         return terms
 
     def obs_spec(self) -> ObsSpec:
