@@ -161,7 +161,9 @@ class Task(ABC):
         ctrl = self.home_ctrl.repeat(n, 1)
         ctrl[:, self.controller.arm_act] = qpos[:, arm]
         self.sim.xfrc_applied[env_ids] = 0
-        self.sim.reset(env_ids, qpos=qpos, ctrl=ctrl)
+        # sample_reset placed the markers; keep them through the sim's reset to the keyframe.
+        mocap_pos = self.sim.mocap_pos[env_ids].clone()
+        self.sim.reset(env_ids, qpos=qpos, ctrl=ctrl, mocap_pos=mocap_pos)
 
     def place_object(
         self, qpos: torch.Tensor, name: str, pos: torch.Tensor, yaw: torch.Tensor | None = None
