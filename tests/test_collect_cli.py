@@ -74,7 +74,7 @@ def test_collect_reach(workdir, monkeypatch):
         (("task=nope",), "Could not find 'task/nope'"),  # Hydra lists the task configs
         (("task=reach", "task.name=nope"), "unknown task 'nope'; choose from"),
         (("task=reach", "num_episodes=abc"), "'num_episodes' must be an integer"),
-        (("task=reach", "+task.episode_length=1.5"), "'task.episode_length' must be an integer"),
+        (("task=reach", "task.episode_length=1.5"), "'task.episode_length' must be an integer"),
         (("task=reach", "valid_fraction=yes"), "'valid_fraction' must be a number"),
         (("task=reach", "sim.backend=gpu"), "unknown sim backend 'gpu'"),
         (("task=reach", "output=/proc/demos.hdf5"), "cannot write output file"),

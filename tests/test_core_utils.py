@@ -88,3 +88,15 @@ def test_rotation_roundtrips():
     assert torch.allclose(mat_to_axis_angle(m), v, atol=1e-4)
     assert torch.allclose(quat_to_mat(mat_to_quat(m)), m, atol=1e-5)
     assert torch.allclose(axis_angle_to_mat(torch.zeros(1, 3)), torch.eye(3)[None])
+
+
+def test_mat_to_quat_near_half_turns():
+    """A gripper pointing down is a half turn about a horizontal axis, where the quaternion's w
+    vanishes; every yaw of it must survive the round trip (the signs of x and y included)."""
+    yaw = torch.linspace(-math.pi, math.pi, 73)
+    zero = torch.zeros_like(yaw)
+    down = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
+    m = axis_angle_to_mat(torch.stack([zero, zero, yaw], dim=-1)) @ down
+    q = mat_to_quat(m)
+    assert torch.allclose(quat_to_mat(q), m, atol=1e-5)
+    assert (q[:, 0] >= 0).all()

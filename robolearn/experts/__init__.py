@@ -5,9 +5,21 @@ from __future__ import annotations
 import torch
 
 from robolearn.experts.base import ScriptedExpert
+from robolearn.experts.lift import LiftExpert
+from robolearn.experts.lift_flat import LiftFlatExpert
+from robolearn.experts.pick_place import PickPlaceExpert
+from robolearn.experts.push import PushExpert
 from robolearn.experts.reach import ReachExpert
+from robolearn.experts.stack import StackExpert
 
-EXPERTS: dict[str, type[ScriptedExpert]] = {"reach": ReachExpert}
+EXPERTS: dict[str, type[ScriptedExpert]] = {
+    "reach": ReachExpert,
+    "lift": LiftExpert,
+    "pick_place": PickPlaceExpert,
+    "push": PushExpert,
+    "stack": StackExpert,
+    "lift_flat": LiftFlatExpert,
+}
 
 
 def make_expert(

@@ -12,7 +12,13 @@ from abc import ABC, abstractmethod
 import torch
 
 from robolearn.tasks.control import ControlConfig
-from robolearn.utils.rotations import axis_angle_to_mat, mat_to_axis_angle, quat_to_mat
+from robolearn.utils.rotations import (
+    axis_angle_to_mat,
+    mat_to_axis_angle,
+    quat_to_mat,
+    wrap_angle,
+    yaw_of_mat,
+)
 
 #: TCP orientation of the home posture: gripper pointing down, fingers closing along world y.
 DOWN = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
@@ -40,9 +46,31 @@ class ScriptedExpert(ABC):
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Actions (N, 7) for the ``policy`` observation group ``obs``."""
 
+    # --- phase machine -----------------------------------------------------------------------
+    def by_phase(self, per_phase: list[torch.Tensor | float]) -> torch.Tensor:
+        """Each world's entry of ``per_phase[phase]``; entries broadcast to a common (N, ...)."""
+        options = torch.broadcast_tensors(
+            *(torch.as_tensor(v, device=self.device) for v in per_phase)
+        )
+        return torch.stack(options)[self.phase, torch.arange(self.num_envs, device=self.device)]
+
+    def advance(self, done: torch.Tensor, restart: torch.Tensor | None = None) -> None:
+        """Move worlds whose phase is ``done`` (N,) bool to the next phase, and worlds flagged
+        ``restart`` back to phase 0 (recovery, e.g. from a missed grasp). ``timer`` counts the
+        control steps spent in the current phase, for phases that wait (gripper closing)."""
+        phase = torch.where(done, self.phase + 1, self.phase)
+        if restart is not None:
+            phase = torch.where(restart, 0, phase)
+        self.timer = torch.where(phase != self.phase, 0, self.timer + 1)
+        self.phase = phase
+
     # --- building blocks ---------------------------------------------------------------------
     def translate(
-        self, eef_pos: torch.Tensor, goal: torch.Tensor, gain: float = 1.0, max_speed: float = 1.0
+        self,
+        eef_pos: torch.Tensor,
+        goal: torch.Tensor,
+        gain: float = 1.0,
+        max_speed: float | torch.Tensor = 1.0,
     ) -> torch.Tensor:
         """Normalised translation towards ``goal``: proportional, saturated at ``max_speed``."""
         step = gain * (goal - eef_pos) / self.control.max_pos_delta
@@ -53,7 +81,7 @@ class ScriptedExpert(ABC):
         self, eef_quat: torch.Tensor, goal_mat: torch.Tensor, gain: float = 1.0
     ) -> torch.Tensor:
         """Normalised rotation vector turning the TCP towards ``goal_mat`` (N, 3, 3)."""
-        err = mat_to_axis_angle(goal_mat @ quat_to_mat(eef_quat).transpose(-1, -2))
+        err = rotation_error(eef_quat, goal_mat)
         return (gain * err / self.control.max_rot_delta).clamp(-1.0, 1.0)
 
     def down_with_yaw(self, yaw: torch.Tensor) -> torch.Tensor:
@@ -66,3 +94,19 @@ class ScriptedExpert(ABC):
         self, translation: torch.Tensor, rotation: torch.Tensor, gripper: torch.Tensor
     ) -> torch.Tensor:
         return torch.cat([translation.clamp(-1, 1), rotation, gripper.reshape(-1, 1)], dim=-1)
+
+
+def box_yaw(quat: torch.Tensor) -> torch.Tensor:
+    """Yaw (N,) of a box's side faces, folded into [-pi/4, pi/4] by its four-fold symmetry, so that
+    a gripper aligning its fingers with the box's faces turns the least. Read from whichever of the
+    box's x and y axes lies flatter, so that it holds for a cube that has tumbled onto any face."""
+    m = quat_to_mat(quat)
+    x_flatter = m[..., 2, 0].abs() <= m[..., 2, 1].abs()
+    yaw = torch.where(x_flatter, yaw_of_mat(m), torch.atan2(m[..., 1, 1], m[..., 0, 1]))
+    return 0.25 * wrap_angle(4 * yaw)
+
+
+def rotation_error(eef_quat: torch.Tensor, goal_mat: torch.Tensor) -> torch.Tensor:
+    """World-frame rotation vector (N, 3) from the TCP's orientation to ``goal_mat``; its norm is
+    the angle left to turn, which phases that must finish turning before moving on check."""
+    return mat_to_axis_angle(goal_mat @ quat_to_mat(eef_quat).transpose(-1, -2))

@@ -112,6 +112,10 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
             # Priority makes the object's friction govern all its contacts (MuJoCo otherwise takes
             # the max of the pair), so that randomising object friction really changes contacts.
             priority=1,
+            # ... and its solver parameters too: stiff, hard contacts (as on the finger pads) so a
+            # grasped object does not creep out of the fingers while the arm moves.
+            solref=[0.01, 1.0],
+            solimp=[0.95, 0.99, 0.001, 0.5, 2.0],
         )
         body.add_site(name=obj.name, size=[0.005, 0.005, 0.005], group=4)
 

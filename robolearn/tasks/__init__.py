@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from robolearn.tasks.base import Task, TaskConfig
+from robolearn.tasks.lift import Lift
+from robolearn.tasks.lift_flat import LiftFlat
+from robolearn.tasks.pick_place import PickPlace
+from robolearn.tasks.push import Push
 from robolearn.tasks.reach import Reach
+from robolearn.tasks.stack import Stack
 from robolearn.utils.config import from_dict
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Reach,)}
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (Reach, Push, Lift, PickPlace, Stack, LiftFlat)
+}
 
 
 def make_task(name: str, overrides: dict[str, Any] | None = None) -> Task:

@@ -25,18 +25,37 @@ def quat_to_mat(q: torch.Tensor) -> torch.Tensor:
 
 
 def mat_to_quat(m: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions with w >= 0."""
+    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions with w >= 0.
+
+    Shepperd's method: solve from whichever of w, x, y, z is largest. Taking each component's
+    sign from the antisymmetric part alone fails near 180° rotations, where that part vanishes;
+    a gripper pointing down is such a rotation.
+    """
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    # Magnitudes from the diagonal, signs from the off-diagonal: robust for every rotation.
-    w = 0.5 * torch.sqrt(torch.clamp(1 + m00 + m11 + m22, min=0))
-    x = 0.5 * torch.sqrt(torch.clamp(1 + m00 - m11 - m22, min=0))
-    y = 0.5 * torch.sqrt(torch.clamp(1 - m00 + m11 - m22, min=0))
-    z = 0.5 * torch.sqrt(torch.clamp(1 - m00 - m11 + m22, min=0))
-    x = torch.copysign(x, m[..., 2, 1] - m[..., 1, 2])
-    y = torch.copysign(y, m[..., 0, 2] - m[..., 2, 0])
-    z = torch.copysign(z, m[..., 1, 0] - m[..., 0, 1])
-    q = torch.stack([w, x, y, z], dim=-1)
-    return q / q.norm(dim=-1, keepdim=True)
+    s21, s02, s10 = (
+        m[..., 2, 1] + m[..., 1, 2],
+        m[..., 0, 2] + m[..., 2, 0],
+        m[..., 1, 0] + m[..., 0, 1],
+    )
+    d21, d02, d10 = (
+        m[..., 2, 1] - m[..., 1, 2],
+        m[..., 0, 2] - m[..., 2, 0],
+        m[..., 1, 0] - m[..., 0, 1],
+    )
+    # Each row is 4 * q_k * q for k = w, x, y, z; its k-th entry is 4 * q_k**2.
+    candidates = torch.stack(
+        [
+            torch.stack([1 + m00 + m11 + m22, d21, d02, d10], dim=-1),
+            torch.stack([d21, 1 + m00 - m11 - m22, s10, s02], dim=-1),
+            torch.stack([d02, s10, 1 - m00 + m11 - m22, s21], dim=-1),
+            torch.stack([d10, s02, s21, 1 - m00 - m11 + m22], dim=-1),
+        ],
+        dim=-2,
+    )
+    best = torch.diagonal(candidates, dim1=-2, dim2=-1).argmax(dim=-1, keepdim=True)
+    q = torch.take_along_dim(candidates, best[..., None], dim=-2).squeeze(-2)
+    q = q / q.norm(dim=-1, keepdim=True)
+    return torch.where(q[..., :1] < 0, -q, q)
 
 
 def axis_angle_to_mat(v: torch.Tensor) -> torch.Tensor:

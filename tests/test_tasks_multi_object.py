@@ -1,0 +1,177 @@
+"""``stack`` and ``lift_flat``: observations, rewards, success, reset distribution, and that the
+flat box really cannot be grasped where it lies."""
+
+import pytest
+import torch
+
+from robolearn.envs import VecEnv
+from robolearn.experts.base import ScriptedExpert
+from robolearn.tasks.control import FINGER_OPEN
+
+N = 8
+TASKS = ("stack", "lift_flat")
+
+
+def make(name: str, **overrides) -> VecEnv:
+    return VecEnv(name, N, seed=0, task_overrides=overrides)
+
+
+def place(env: VecEnv, name: str, pos: torch.Tensor) -> None:
+    """Put an object at rest at ``pos`` (N, 3), unrotated, in every world."""
+    adr = env.task.obj_qpos[name]
+    env.sim.qpos[:, adr : adr + 3] = pos.to(env.sim.qpos)
+    env.sim.qpos[:, adr + 3 : adr + 7] = torch.tensor([1.0, 0, 0, 0]).to(env.sim.qpos)
+    dof = env.task.obj_dof[name]
+    env.sim.qvel[:, dof : dof + 6] = 0
+    env.sim.forward()
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_observations_match_spec(name):
+    env = make(name)
+    obs, _ = env.reset(seed=1)
+    spec = env.spec
+    assert set(obs) == {"policy", "critic"}
+    for group, terms in obs.items():
+        assert tuple(terms) == spec.groups[group]
+        for key, value in terms.items():
+            assert value.shape == (N, *spec.terms[key].shape), key
+            assert value.dtype == torch.float32, key
+            assert torch.isfinite(value).all(), key
+    # The critic sees everything the policy sees plus privileged state.
+    assert set(spec.groups["policy"]) < set(spec.groups["critic"])
+    for privileged in ("joint_vel", "pad_contact", "domain_params"):
+        assert privileged in spec.groups["critic"]
+
+
+def test_policy_terms_name_the_objects():
+    stack = make("stack").spec.groups["policy"]
+    for term in ("cube_a_pos", "cube_a_quat", "cube_b_pos", "cube_b_quat", "cube_a_to_eef"):
+        assert term in stack
+    flat = make("lift_flat").spec.groups["policy"]
+    for term in ("box_pos", "box_quat", "box_to_eef", "table_edge_y"):
+        assert term in flat
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_rewards_and_no_success_at_reset(name):
+    env = make(name)
+    env.reset(seed=2)
+    task = env.task
+    assert not task.success().any()
+    dense = task.dense_reward()
+    assert dense.shape == (N,) and torch.isfinite(dense).all() and (dense >= 0).all()
+    sparse = make(name, reward_type="sparse")
+    sparse.reset(seed=2)
+    assert torch.equal(sparse.task.reward(), torch.zeros(N))
+
+
+def test_stack_reset_is_randomised_within_range():
+    env = make("stack")
+    env.reset(seed=3)
+    cfg, task = env.task.cfg, env.task
+    low, high = torch.tensor(cfg.xy_low), torch.tensor(cfg.xy_high)
+    a, b = task.object_pos("cube_a"), task.object_pos("cube_b")
+    for pos, half in ((a, cfg.cube_a_half_size), (b, cfg.cube_b_half_size)):
+        assert ((pos[:, :2] >= low - 1e-4) & (pos[:, :2] <= high + 1e-4)).all()
+        torch.testing.assert_close(pos[:, 2], torch.full((N,), half), atol=2e-3, rtol=0)
+        assert (pos[:, :2].std(0) > 0.01).all()
+    assert ((a - b)[:, :2].norm(dim=-1) >= cfg.min_separation - 1e-4).all()
+
+
+def test_stack_success_means_a_resting_on_b():
+    env = make("stack", reward_type="dense")
+    env.reset(seed=4)
+    task, cfg = env.task, env.task.cfg
+    at_reset = task.dense_reward()
+    b = task.object_pos("cube_b")
+    on_top = b + torch.tensor([0.0, 0.0, cfg.cube_a_half_size + cfg.cube_b_half_size])
+    place(env, "cube_a", on_top)
+    assert task.success().all()
+    assert (task.dense_reward() == 2.0).all() and (task.dense_reward() > at_reset).all()
+    # Hovering above B, or beside it, is not stacked.
+    place(env, "cube_a", on_top + torch.tensor([0.0, 0.0, 0.03]))
+    assert not task.success().any()
+    place(env, "cube_a", on_top + torch.tensor([cfg.cube_b_half_size + 0.005, 0.0, 0.0]))
+    assert not task.success().any()
+
+
+def test_lift_flat_reset_is_randomised_within_range_and_off_the_edge():
+    env = make("lift_flat")
+    env.reset(seed=5)
+    cfg, box = env.task.cfg, env.task.object_pos("box")
+    low, high = torch.tensor(cfg.xy_low), torch.tensor(cfg.xy_high)
+    assert ((box[:, :2] >= low - 1e-4) & (box[:, :2] <= high + 1e-4)).all()
+    assert (box[:, :2].std(0) > 0.005).all()
+    torch.testing.assert_close(box[:, 2], torch.full((N,), cfg.box_half_size[2]), atol=2e-3, rtol=0)
+    # Every corner starts on the table: nothing overhangs before the robot pushes.
+    reach = (cfg.box_half_size[0] ** 2 + cfg.box_half_size[1] ** 2) ** 0.5
+    assert (box[:, 1] - reach > cfg.table_edge_y).all()
+
+
+def test_lift_flat_box_is_wider_than_the_open_gripper():
+    cfg = make("lift_flat").task.cfg
+    assert 2 * min(cfg.box_half_size[:2]) > 2 * FINGER_OPEN
+    assert 2 * cfg.box_half_size[2] < 2 * FINGER_OPEN  # but thin enough to grasp across
+
+
+class TopDownGrasp(ScriptedExpert):
+    """Open above the box's centre, descend onto it, close, lift: what works for a cube."""
+
+    def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        box, eef = obs["box_pos"], obs["eef_pos"]
+        up = torch.tensor([0.0, 0.0, 1.0])
+        grip = box + 0.005 * up  # fingertips just above the table beside a 2 cm thick box
+        lifted = torch.cat([eef[:, :2], torch.full_like(eef[:, 2:], 0.2)], dim=-1)
+        goal = self.by_phase([box + 0.08 * up, grip, grip, lifted])
+        done = self.by_phase(
+            [
+                (goal - eef).norm(dim=-1) < 0.01,
+                self.timer >= 8,
+                self.timer >= 5,
+                torch.zeros(len(eef), dtype=torch.bool),
+            ]
+        )
+        yaw = torch.zeros(len(eef))
+        action = self.action(
+            self.translate(eef, goal, gain=0.8, max_speed=0.5),
+            self.rotate(obs["eef_quat"], self.down_with_yaw(yaw)),
+            torch.tensor([-1.0, -1.0, 1.0, 1.0])[self.phase],
+        )
+        self.advance(done)
+        return action
+
+
+def run_top_down_grasp(env: VecEnv) -> torch.Tensor:
+    """Box heights (N,) after :class:`TopDownGrasp` has closed and lifted for a while."""
+    obs, _ = env.reset(seed=6)
+    expert = TopDownGrasp(N, env.device)
+    for _ in range(40):
+        obs, _, terminated, _, _ = env.step(expert(obs["policy"]))
+        assert not terminated.any()
+    assert (expert.phase == 3).all()  # the script ran to its lift
+    return env.task.object_pos("box")[:, 2]
+
+
+def test_lift_flat_cannot_be_grasped_from_above_where_it_lies():
+    # The same script lifts a box narrow enough to fit between the fingers ...
+    narrow = make("lift_flat", box_half_size=(0.02, 0.02, 0.01))
+    assert (run_top_down_grasp(narrow) > narrow.task.cfg.lift_height).all()
+    # ... but its fingers land on top of the default box and close on nothing.
+    env = make("lift_flat")
+    rest_z = env.task.cfg.box_half_size[2]
+    assert (run_top_down_grasp(env) < rest_z + 0.01).all()
+    assert not env.task.grasped("box").any()
+    assert (env.task.gripper_qpos().sum(-1) < 0.005).all()
+
+
+def test_lift_flat_success_and_reward_stages():
+    env = make("lift_flat")
+    env.reset(seed=7)
+    task, cfg = env.task, env.task.cfg
+    box = task.object_pos("box")
+    at_reset = task.dense_reward()
+    assert (task.lift_progress() == 0).all() and (at_reset <= 1.0).all()  # only the reach term
+    place(env, "box", box + torch.tensor([0.0, 0.0, cfg.lift_height + 0.02]))
+    assert task.success().all() and (task.lift_progress() == 1).all()
+    assert (task.dense_reward() >= 7.0).all()  # lift (2) + success (5) on top of reach
