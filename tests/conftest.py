@@ -1,9 +1,36 @@
+from dataclasses import dataclass
+
 import pytest
 import torch
+from torch.utils.data import default_collate
+
+from robolearn.data.collect import collect
+from robolearn.data.dataset import DemoDataset
+from robolearn.data.normalizer import Normalizer
+from robolearn.spec import ObsSpec
 
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)
-    torch.set_num_threads(1)  # the sim's own threads do the parallel work; keep torch out of their way
+    torch.set_num_threads(
+        1
+    )  # the sim's own threads do the parallel work; keep torch out of their way
     yield
+
+
+@dataclass(frozen=True)
+class LiftData:
+    spec: ObsSpec
+    normalizer: Normalizer
+    batch: dict  # every training window of the file, collated (n_obs_steps 2, horizon 16)
+
+
+@pytest.fixture(scope="session")
+def lift_data(tmp_path_factory) -> LiftData:
+    """10 scripted-expert ``lift`` demos (a few seconds to collect), shared by the policy tests."""
+    path = tmp_path_factory.mktemp("lift") / "lift.hdf5"
+    collect("lift", 10, path, num_envs=10, progress=False)
+    data = DemoDataset(path)
+    batch = default_collate([data[i] for i in range(len(data))])
+    return LiftData(data.spec, Normalizer.fit(data.stats_arrays()), batch)

@@ -24,6 +24,14 @@ from robolearn.spec import ObsSpec
 Batch = dict[str, object]
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of per-element losses (B, H, A) over the chunk steps whose ``action_mask`` is 1, so
+    that the padding past an episode's end (a repeated last action, not a demonstrated one)
+    carries no weight."""
+    mask = mask.to(values)[..., None]
+    return (values * mask).sum() / (mask.sum() * values.shape[-1]).clamp_min(1)
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     n_obs_steps: int = 2
