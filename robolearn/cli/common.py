@@ -1,0 +1,89 @@
+"""What the Hydra entry points share: one-line errors for bad input, exit status 2.
+
+Bad input is anything the user can fix by changing the command line or the files it names: a
+typo'd config key, a value of the wrong type, a missing or corrupt dataset. It gets one line on
+stderr naming the culprit and exit status 2, whether Hydra finds it while composing the config
+(unknown key, unknown config group option, unparsable override) or our code does while reading
+it. Everything else keeps its traceback: it is a bug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+from hydra.errors import CompactHydraException
+
+#: Exceptions our own checks raise for bad input (DatasetError is a ValueError).
+BAD_INPUT = (ValueError, OSError, KeyError)
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def fail(prog: str, error: BaseException | str) -> NoReturn:
+    """Print ``prog: error: <one line>`` to stderr and exit with status 2."""
+    message = error if isinstance(error, str) else _message(error)
+    print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def run_hydra_main(prog: str, hydra_main: Callable[[], None]) -> None:
+    """Call a ``@hydra.main`` function; Hydra's own config errors become :func:`fail`.
+
+    Hydra prints its config errors over several lines and exits 1, the status of a crash. With
+    ``HYDRA_FULL_ERROR`` set it raises them instead, so that they can be reported like ours.
+    """
+    with _env("HYDRA_FULL_ERROR", "1"):
+        try:
+            hydra_main()
+        except CompactHydraException as e:
+            fail(prog, _hydra_message(e))
+
+
+def one_line(message: str) -> str:
+    """Join a multi-line message into one line."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def _hydra_message(error: CompactHydraException) -> str:
+    """Hydra's multi-line config errors as one line, e.g. ``Could not override 'train.stpes':
+    Key 'stpes' is not in struct (to append to your config use +train.stpes=5)`` or
+    ``Could not find 'policy/nope'; available options in 'policy': bc, diffusion, edm``."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if "Config search path:" in lines:  # where Hydra looked: noise to a user
+        lines = lines[: lines.index("Config search path:")]
+    head, rest = lines[0], lines[1:]
+    if error.__cause__ is not None:
+        head = f"{head.rstrip('.')}: {_message(error.__cause__).splitlines()[0]}"
+    if rest and rest[0].endswith(":"):  # "Available options in 'policy':" and one per line
+        return f"{head}; {rest[0][0].lower()}{rest[0][1:]} {', '.join(rest[1:])}"
+    if rest:
+        return f"{head} ({rest[0][0].lower()}{rest[0][1:]})"
+    return head
+
+
+def _message(error: BaseException) -> str:
+    # KeyError's str() is the repr of its argument: quoted, hard to read.
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        return str(error.args[0])
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    # OmegaConf appends "full_key: ..., object_type=..." lines that repeat what the first says.
+    return "\n".join(
+        line for line in lines if not line.strip().startswith(("full_key:", "object_type="))
+    )
+
+
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous

@@ -1,0 +1,144 @@
+"""``robolearn-eval``: success rate of a trained policy in batched simulated worlds.
+
+    robolearn-eval checkpoint=outputs/2025-06-01/12-00-00_edm_lift
+    robolearn-eval checkpoint=<run or checkpoint dir> num_episodes=200 num_envs=100 video=true
+
+The task and its settings come from the checkpoint's config, so the policy meets the env it
+was trained for (a spec mismatch is refused naming the key). Writes ``eval_info.json`` (and
+``video.mp4``) into the run dir. Exit status: 0 done, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from robolearn.assets import conf_dir
+from robolearn.checkpoint import (
+    check_policy_env_compatible,
+    load_config,
+    load_policy,
+    resolve_checkpoint,
+)
+from robolearn.cli.common import BAD_INPUT, EXIT_INTERRUPTED, fail, run_hydra_main
+from robolearn.envs.vec_env import VecEnv
+from robolearn.eval.evaluate import EVAL_INFO_FILE, EvalResult, evaluate
+from robolearn.utils.config import from_dict
+
+PROG = "robolearn-eval"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """``conf/eval.yaml`` (and ``eval:`` of ``conf/main.yaml``, which has no checkpoint)."""
+
+    checkpoint: str = ""
+    num_episodes: int = 100
+    num_envs: int = 50
+    seed: int = 100000
+    video: bool = False
+    video_episodes: int = 3
+    use_ema: bool = True
+    device: str = "cpu"
+    threads: int = 0
+    progress: bool = True
+
+    def __post_init__(self):
+        for key in ("num_episodes", "num_envs"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+@dataclass
+class EvalReport:
+    result: EvalResult
+    checkpoint: Path
+    eval_info: Path
+    video: Path | None
+
+
+@hydra.main(config_path=str(conf_dir()), config_name="eval", version_base="1.3")
+def _main(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        fail(PROG, "give the policy to evaluate: checkpoint=<run dir or checkpoint dir>")
+    data = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(data, dict)
+    try:
+        settings = from_dict(EvalSettings, data)
+        checkpoint = resolve_checkpoint(to_absolute_path(settings.checkpoint))
+    except BAD_INPUT as e:
+        fail(PROG, e)
+    run_evaluation(settings, checkpoint, Path(HydraConfig.get().runtime.output_dir), PROG)
+
+
+def run_evaluation(
+    settings: EvalSettings, checkpoint: Path, out_dir: Path, prog: str = PROG
+) -> EvalReport:
+    """Evaluate ``checkpoint`` in its task; write ``eval_info.json`` (and the video) to
+    ``out_dir``. Bad input exits 2, Ctrl-C exits 130."""
+    try:
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        policy = load_policy(checkpoint, settings.device, use_ema=settings.use_ema)
+        task, task_cfg = _task_of(checkpoint)
+        env = VecEnv(
+            task,
+            settings.num_envs,
+            seed=settings.seed,
+            device=settings.device,
+            task_overrides={**task_cfg, "terminate_on_success": True},
+        )
+        check_policy_env_compatible(policy, env.spec)
+    except BAD_INPUT as e:
+        fail(prog, e)
+    video = out_dir / "video.mp4" if settings.video else None
+    try:
+        result = evaluate(
+            policy,
+            env,
+            settings.num_episodes,
+            seed=settings.seed,
+            video=video,
+            video_episodes=settings.video_episodes,
+            progress=settings.progress,
+        )
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing written", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    finally:
+        env.close()
+    eval_info = result.write_eval_info(out_dir / EVAL_INFO_FILE)
+    log.info("%s", result.summary())
+    log.info("wrote %s%s", eval_info, f" and {result.video}" if result.video else "")
+    return EvalReport(result, checkpoint, eval_info, Path(result.video) if result.video else None)
+
+
+def _task_of(checkpoint: Path) -> tuple[str, dict[str, Any]]:
+    """The task name and settings a checkpoint was trained on, from its config."""
+    config = load_config(checkpoint)
+    task_cfg = dict(config.get("task") or {})
+    name = task_cfg.pop("name", None)
+    if not isinstance(name, str):
+        raise ValueError(f"checkpoint {checkpoint}: its config.yaml names no task")
+    return name, task_cfg
+
+
+def main() -> None:
+    run_hydra_main(PROG, _main)
+
+
+if __name__ == "__main__":
+    main()
