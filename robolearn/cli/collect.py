@@ -14,7 +14,6 @@ Exit status: 0 done, 1 fewer episodes than asked (the expert failed too often),
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from robolearn.assets import conf_dir
+from robolearn.cli.common import fail, run_hydra_main
 from robolearn.data.collect import CollectResult, collect
 from robolearn.data.hdf5 import check_output_path
 from robolearn.experts import EXPERTS
@@ -58,8 +58,7 @@ def _main(cfg: DictConfig) -> None:
     try:
         task, overrides, sim, settings = _parse(cfg)
     except (ValueError, OSError) as e:
-        print(f"robolearn-collect: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail("robolearn-collect", e)
     result = collect(
         task,
         settings.num_episodes,
@@ -128,7 +127,7 @@ def _report(result: CollectResult) -> None:
 
 
 def main() -> None:
-    _main()
+    run_hydra_main("robolearn-collect", _main)
 
 
 if __name__ == "__main__":
