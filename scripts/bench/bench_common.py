@@ -1,0 +1,48 @@
+"""What every benchmark script reports about the machine it ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import psutil
+import torch
+
+
+def cpu_model() -> str:
+    """The ``model name`` line of /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity), which is what the batch's threads can use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpu_model": cpu_model(),
+        "nproc": usable_cores(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "mujoco": mujoco.__version__,
+        "numpy": np.__version__,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
