@@ -10,6 +10,7 @@ from robolearn.experts.lift_flat import LiftFlatExpert
 from robolearn.experts.pick_place import PickPlaceExpert
 from robolearn.experts.push import PushExpert
 from robolearn.experts.reach import ReachExpert
+from robolearn.experts.reach_around import ReachAroundExpert
 from robolearn.experts.stack import StackExpert
 
 EXPERTS: dict[str, type[ScriptedExpert]] = {
@@ -19,6 +20,7 @@ EXPERTS: dict[str, type[ScriptedExpert]] = {
     "push": PushExpert,
     "stack": StackExpert,
     "lift_flat": LiftFlatExpert,
+    "reach_around": ReachAroundExpert,
 }
 
 

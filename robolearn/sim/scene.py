@@ -1,4 +1,4 @@
-"""Procedural scenes: robot + table + objects + target markers, assembled with ``mujoco.MjSpec``.
+"""Procedural scenes: robot, table, objects, obstacles, markers, assembled with ``mujoco.MjSpec``.
 
 A task describes what it needs in a :class:`SceneConfig`; :func:`build_model` compiles it. The
 robot comes from ``sim/robots/panda.xml``; everything else is generated here so that a task can
@@ -44,9 +44,25 @@ class MarkerSpec:
 
 
 @dataclass(frozen=True)
+class ObstacleSpec:
+    """A fixed box that collides with the robot and objects but never moves under contact.
+
+    It is a mocap body, so a task can place it per world at reset (``sim.mocap_pos``, row
+    ``model.body(name).mocapid``) and the ``states`` of a demo file record where it stood.
+    """
+
+    name: str
+    half_size: tuple[float, float, float] = (0.015, 0.015, 0.15)
+    default_pos: tuple[float, float, float] = (0.6, 0.0, 0.15)
+    friction: float = 1.0
+    rgba: tuple[float, float, float, float] = (0.35, 0.35, 0.4, 1.0)
+
+
+@dataclass(frozen=True)
 class SceneConfig:
     objects: tuple[ObjectSpec, ...] = ()
     markers: tuple[MarkerSpec, ...] = ()
+    obstacles: tuple[ObstacleSpec, ...] = ()
     #: Table top is at z = 0; the box spans ``center_xy ± half_extent_xy`` and ``height`` below.
     table_center_xy: tuple[float, float] = (0.45, 0.0)
     table_half_extent_xy: tuple[float, float] = (0.35, 0.4)
@@ -118,6 +134,18 @@ def build_spec(cfg: SceneConfig) -> mujoco.MjSpec:
             solimp=[0.95, 0.99, 0.001, 0.5, 2.0],
         )
         body.add_site(name=obj.name, size=[0.005, 0.005, 0.005], group=4)
+
+    for obstacle in cfg.obstacles:
+        body = world.add_body(name=obstacle.name, mocap=True, pos=list(obstacle.default_pos))
+        body.add_geom(
+            name=obstacle.name,
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=list(obstacle.half_size),
+            friction=[obstacle.friction, 0.005, 0.0001],
+            rgba=list(obstacle.rgba),
+            contype=WORLD_CONTYPE,
+            conaffinity=WORLD_CONTYPE,
+        )
 
     for marker in cfg.markers:
         body = world.add_body(name=marker.name, mocap=True, pos=[0.5, 0.0, 0.1])

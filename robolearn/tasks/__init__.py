@@ -10,11 +10,12 @@ from robolearn.tasks.lift_flat import LiftFlat
 from robolearn.tasks.pick_place import PickPlace
 from robolearn.tasks.push import Push
 from robolearn.tasks.reach import Reach
+from robolearn.tasks.reach_around import ReachAround
 from robolearn.tasks.stack import Stack
 from robolearn.utils.config import from_dict
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (Reach, Push, Lift, PickPlace, Stack, LiftFlat)
+    cls.name: cls for cls in (Reach, Push, Lift, PickPlace, Stack, LiftFlat, ReachAround)
 }
 
 
