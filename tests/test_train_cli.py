@@ -115,6 +115,10 @@ def test_default_run_dir(workdir, monkeypatch, lift_demos):
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_multirun(workdir, monkeypatch, lift_demos, launcher):
+    if launcher == "joblib":
+        pytest.importorskip(
+            "hydra_plugins.hydra_joblib_launcher", reason="pip install robolearn[joblib]"
+        )
     args = ("-m", f"launcher={launcher}", *TINY["bc"], *FAST, f"dataset={lift_demos}")
     assert run(monkeypatch, train_cli, *args, "train.steps=1,2") == 0
     runs = sorted(workdir.glob("outputs/*/*_sweep_lift/*_bc_lift"))
