@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -46,3 +47,13 @@ def machine_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def emit_report(report: dict[str, Any], json_out: Path | None) -> None:
+    """Stamp the load at the end of the run, print the report as JSON, and save it if asked."""
+    report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    text = json.dumps(report, indent=2)
+    print(text)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n")

@@ -9,7 +9,6 @@ so every benchmark measures the project's defaults unless told otherwise.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,10 +31,6 @@ def logger(prefix: str):
         print(f"[{prefix}] {message}", file=sys.stderr, flush=True)
 
     return log
-
-
-def finish_machine_info(report: dict[str, Any]) -> None:
-    report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
 
 # --- demos ---------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ observation; timings do not depend on them). Prints one JSON object (progress go
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -45,11 +44,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_common import machine_info
+from bench_common import emit_report, machine_info
 from imitation_common import (
     collect_demos,
     count_parameters,
-    finish_machine_info,
     logger,
     run_config,
 )
@@ -370,12 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(timings, args.calls)
     report.update(summary)
     report["targets"] = targets(summary["ratios"])
-    finish_machine_info(report)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json_out is not None:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(text + "\n")
+    emit_report(report, args.json_out)
     return 0
 
 

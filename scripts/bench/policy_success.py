@@ -35,12 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import machine_info
+from bench_common import emit_report, machine_info
 from imitation_common import (
     POLICY_CONFIGS,
     collect_demos,
     count_parameters,
-    finish_machine_info,
     logger,
     prepare_training,
 )
@@ -257,6 +256,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def write(report: dict[str, Any], path: Path | None) -> str:
+    """Save the partial report, so that an interrupted run keeps what it measured."""
     text = json.dumps(report, indent=2)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -319,8 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     report["targets"] = targets(report, args.demos, args.episodes)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
-    finish_machine_info(report)
-    print(write(report, args.json_out))
+    emit_report(report, args.json_out)
     return 0
 
 

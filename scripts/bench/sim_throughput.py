@@ -50,7 +50,7 @@ from typing import Any
 import mujoco
 import psutil
 import torch
-from bench_common import machine_info, usable_cores
+from bench_common import emit_report, machine_info, usable_cores
 from mujoco.batch import Batch
 
 from robolearn.envs import VecEnv
@@ -458,12 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         report["single_env"] = None
 
     report["targets"] = targets(results, report["memory"], args.task)
-    report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json_out is not None:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(text + "\n")
+    emit_report(report, args.json_out)
     return 0
 
 

@@ -20,7 +20,6 @@ The demos are ``--demos`` scripted demos of ``--task`` collected into a temporar
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -29,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import machine_info
+from bench_common import emit_report, machine_info
 from imitation_common import (
     POLICY_CONFIGS,
     collect_demos,
     count_parameters,
-    finish_machine_info,
     logger,
     prepare_training,
 )
@@ -181,12 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         report["relative_to_fastest"] = {
             name: round(r["samples_per_s"] / fastest, 3) for name, r in results.items()
         }
-    finish_machine_info(report)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json_out is not None:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(text + "\n")
+    emit_report(report, args.json_out)
     return 0
 
 
