@@ -166,6 +166,9 @@ def test_resume_is_exact_and_ctrl_c_saves(workdir, monkeypatch, lift_demos, caps
 def test_sigint_stops_after_the_step_and_resumes(workdir, monkeypatch, lift_demos, capsys):
     """A real SIGINT mid-step: the step completes, a checkpoint is saved, exit 130."""
     real_step = Trainer._train_step
+    handler_before = signal.getsignal(
+        signal.SIGINT
+    )  # SIG_IGN when the suite runs in the background
 
     def sigint_at_3(self, batch):
         if self.step == 3:
@@ -176,7 +179,7 @@ def test_sigint_stops_after_the_step_and_resumes(workdir, monkeypatch, lift_demo
         patch.setattr(Trainer, "_train_step", sigint_at_3)
         assert train(monkeypatch, "bc", workdir / "run", lift_demos, "train.steps=10") == 130
     assert "interrupted at step 4" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler_before  # handler restored
     status = run(
         monkeypatch, train_cli, f"resume={workdir / 'run'}", f"hydra.run.dir={workdir / 'more'}"
     )
