@@ -25,13 +25,19 @@ def test_home_keyframe_and_views(model):
     tcp = sim.site_xpos[:, model.site("tcp").id]
     assert torch.all(tcp[:, 2] > 0.1), "home TCP should hover above the table"
     # gripper points down
-    assert torch.allclose(sim.site_xmat[:, model.site("tcp").id, 2, 2], torch.tensor(-1.0, dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(
+        sim.site_xmat[:, model.site("tcp").id, 2, 2],
+        torch.tensor(-1.0, dtype=torch.float64),
+        atol=1e-6,
+    )
 
 
 def test_step_holds_home_posture_and_cube_rests(model):
     sim = make_sim(model, 2)
     sim.step(100)
-    assert torch.allclose(sim.qpos[:, :7], torch.tensor(HOME_QPOS[:7], dtype=torch.float64), atol=2e-3)
+    assert torch.allclose(
+        sim.qpos[:, :7], torch.tensor(HOME_QPOS[:7], dtype=torch.float64), atol=2e-3
+    )
     assert torch.allclose(cube_z(sim, model), torch.tensor(0.025, dtype=torch.float64), atol=2e-3)
 
 
@@ -44,7 +50,9 @@ def test_reset_writes_only_selected_worlds(model):
     qpos[:, adr : adr + 3] = torch.tensor([[0.4, -0.1, 0.2], [0.6, 0.1, 0.3]], dtype=torch.float64)
     sim.reset(torch.tensor([1, 3]), qpos=qpos)
     assert torch.equal(sim.qpos[[0, 2]], before[[0, 2]])
-    assert torch.allclose(sim.xpos[[1, 3], model.body("cube").id], qpos[:, adr : adr + 3])  # forward ran
+    assert torch.allclose(
+        sim.xpos[[1, 3], model.body("cube").id], qpos[:, adr : adr + 3]
+    )  # forward ran
     with pytest.raises(ValueError, match="qpos has shape"):
         sim.reset(torch.tensor([0]), qpos=torch.zeros(2, model.nq))
 
