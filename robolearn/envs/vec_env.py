@@ -67,10 +67,10 @@ class VecEnv:
         diverged = self.sim.step(self.substeps)
         self.episode_length += 1
 
-        reward = torch.where(diverged, 0.0, self.task.reward())  # no reward from a broken state
-        success = self.task.success()
+        success = self.task.success()  # once per step; reward and termination may both need it
+        reward = torch.where(diverged, 0.0, self.task.reward(success))  # none from a broken state
         # A world whose physics diverged ends its episode (no bootstrapping from a broken state).
-        terminated = self.task.terminated() | diverged
+        terminated = self.task.terminated(success) | diverged
         truncated = (self.episode_length >= self.max_episode_length) & ~terminated
         self.episode_return += reward
         self.episode_success |= success

@@ -92,10 +92,13 @@ class Task(ABC):
             terms[f"{obj.name}_angvel"] = vel[:, 3:]
         return terms
 
-    def terminated(self) -> torch.Tensor:
-        """(N,) bool: an object fell off the table (or success, with ``terminate_on_success``)."""
+    def terminated(self, success: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) bool: an object fell off the table (or success, with ``terminate_on_success``).
+
+        ``success``: this step's :meth:`success`, when the caller has it already.
+        """
         out = (
-            self.success()
+            (self.success() if success is None else success)
             if self.cfg.terminate_on_success
             else torch.zeros(self.num_worlds, dtype=torch.bool, device=self.device)
         )
@@ -181,9 +184,10 @@ class Task(ABC):
     def apply_action(self, action: torch.Tensor) -> None:
         self.controller.apply(action)
 
-    def reward(self) -> torch.Tensor:
+    def reward(self, success: torch.Tensor | None = None) -> torch.Tensor:
+        """(N,) reward of the configured type; ``success`` as in :meth:`terminated`."""
         if self.cfg.reward_type == "sparse":
-            return self.success().float()
+            return (self.success() if success is None else success).float()
         return self.dense_reward()
 
     # --- state accessors (float32) ------------------------------------------------------------
