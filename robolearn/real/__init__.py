@@ -1,0 +1,1 @@
+"""Real-robot layer: Robot drivers, SafetyLayer, ControlLoop, recorder, teleop (DESIGN.md)."""

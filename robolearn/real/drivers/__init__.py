@@ -1,0 +1,1 @@
+"""Robot drivers: the sim twin and vendor arms/cameras (optional extras)."""

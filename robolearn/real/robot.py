@@ -1,0 +1,91 @@
+"""``Robot``: the one interface every arm driver implements (shaped like LeRobot's).
+
+A robot declares the same :class:`~robolearn.spec.ObsSpec` a training env does, so that a
+checkpoint refuses a robot it was not trained for, naming the key. Observations come out as a
+dict of numpy arrays keyed by the spec's term names (plus ``"timestamp"``, seconds on
+``time.monotonic``, when the observation was taken); actions go in as a numpy vector in the
+spec's action units and bounds. ``send_action`` returns the action actually sent, which may
+differ from the request (clamped by the driver or a :class:`SafetyLayer`): that is what an
+episode recorder stores.
+
+Nothing here imports torch training code (DESIGN.md: ``real`` depends on ``spec`` and data only).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+import numpy as np
+
+from robolearn.spec import ObsSpec
+
+Observation = dict[str, np.ndarray]
+
+
+class RobotError(RuntimeError):
+    """A driver fault: connection lost, command refused, hardware error."""
+
+
+class Robot(ABC):
+    """Connect, read observations, send actions, disconnect.
+
+    Drivers document their contract in their docstring: units and frames of each observation
+    term and of the action, the rates they sustain, and what the arm does on ``disconnect`` or
+    when the process dies (it must come to rest, never hold the last velocity command).
+    """
+
+    name: str = "robot"
+
+    @property
+    @abstractmethod
+    def observation_spec(self) -> ObsSpec:
+        """The spec this robot's observations and actions follow (same as the training env's)."""
+
+    @property
+    def action_spec(self):
+        return self.observation_spec.action
+
+    @property
+    @abstractmethod
+    def is_connected(self) -> bool: ...
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the connection and bring the arm to a state ready to take actions."""
+
+    @abstractmethod
+    def disconnect(self) -> None:
+        """Stop the arm and release the connection. Idempotent; safe after a fault."""
+
+    @abstractmethod
+    def get_observation(self) -> Observation:
+        """The latest observation: spec terms as numpy arrays plus ``"timestamp"``."""
+
+    @abstractmethod
+    def send_action(self, action: np.ndarray) -> np.ndarray:
+        """Command one action (spec units); returns the action actually sent."""
+
+    def stop(self) -> None:
+        """Bring the arm to rest now (fault path). Default: disconnect."""
+        self.disconnect()
+
+    def reset(self) -> Observation:
+        """Start an episode (the sim twin re-samples its scene; a real arm moves home).
+
+        Drivers that cannot reset on their own raise ``NotImplementedError``; the deploy loop
+        then asks the operator to reset the scene.
+        """
+        raise NotImplementedError(f"{self.name} cannot reset the scene by itself")
+
+    def __enter__(self) -> Robot:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.disconnect()
