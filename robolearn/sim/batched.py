@@ -23,6 +23,7 @@ import torch
 PER_WORLD_FIELDS = (
     "geom_friction",
     "geom_size",
+    "geom_solref",  # contact softness (the privileged-action curriculum relaxes table contacts)
     "body_mass",
     "body_inertia",
     "dof_damping",

@@ -1,0 +1,194 @@
+"""Automatic Discount Scheduling (Liu et al., ICLR 2024; METHODS.md §6).
+
+Imitating from observation with an optimal-transport proxy reward fails on tasks whose later
+steps only make sense once the earlier ones are done: a far-sighted agent collects the cheap
+late-stage matches and never learns the early stage. ADS starts myopic and widens the horizon as
+the agent's behaviour matches more of the demos:
+
+* the discount is ``γ(p) = α^(1/p)``, so that a reward ``p`` steps ahead weighs ``α`` (0.2);
+  ``p`` starts at ``⌊0.2·T⌋``;
+* a progress recogniser matches each of the agent's first ``p`` frames to its nearest frame among
+  a demo's first ``p`` and scores the longest strictly increasing subsequence (LIS) of the matched
+  indices: how much of the demo's order the agent reproduces. The reference ``ref(k)`` is the
+  median LIS between ordered pairs of distinct demos; the agent's score is the 90th percentile
+  over (episode, demo) pairs. While ``score ≥ ⌊0.9·ref(p)⌋``, ``p`` grows by one, at most 5 times
+  per update and never beyond ``T``.
+
+Features: observation terms ``obs_keys`` concatenated, standardised with the demos' mean and
+standard deviation, plus a constant 1. Standardising makes every term count regardless of its
+units; the constant keeps a frame at the demos' mean from becoming a zero vector, whose cosine
+with anything (itself included) would be meaningless.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from robolearn.curricula.base import Curriculum
+from robolearn.curricula.demos import load_observation_episodes
+from robolearn.curricula.ot_reward import OTReward, cosine_cost
+
+Episode = dict[str, torch.Tensor]  # {obs key: (T, d)}
+
+
+@dataclass(frozen=True)
+class ADSConfig:
+    dataset: str = ""  # robomimic HDF5 of expert episodes; observations only are enough
+    obs_keys: tuple[str, ...] = ("eef_pos", "gripper_qpos")
+    alpha: float = 0.2  # weight of a reward p steps ahead
+    init_progress: float = 0.2  # p starts at floor(init_progress * T)
+    threshold: float = 0.9  # advance while score >= floor(threshold * ref(p))
+    percentile: float = 90.0  # agent score: this percentile over (episode, demo) pairs
+    max_increments: int = 5  # per update
+    sinkhorn_eps: float = 0.01
+    sinkhorn_iterations: int = 100
+    target_return: float = 10.0  # |return| of the first OT-rewarded episode
+
+    def validate(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"ads.alpha must be in (0, 1), got {self.alpha}")
+        if not 0.0 < self.init_progress <= 1.0:
+            raise ValueError(f"ads.init_progress must be in (0, 1], got {self.init_progress}")
+        if not self.obs_keys:
+            raise ValueError("ads.obs_keys is empty: name the observation terms to compare")
+
+
+def discount(progress: int, alpha: float) -> float:
+    """``γ(p) = α^(1/p)``: a reward ``p`` steps ahead is weighted ``α``."""
+    return alpha ** (1.0 / progress)
+
+
+def lis_length(sequence: Sequence[int]) -> int:
+    """Length of the longest strictly increasing subsequence (patience sorting, O(n log n))."""
+    tails: list[int] = []
+    for value in sequence:
+        i = bisect.bisect_left(tails, value)
+        if i == len(tails):
+            tails.append(value)
+        else:
+            tails[i] = value
+    return len(tails)
+
+
+def matched_lis(agent: torch.Tensor, demo: torch.Tensor, progress: int) -> int:
+    """LIS of the nearest-demo-frame indices of the agent's first ``progress`` frames."""
+    cost = cosine_cost(agent[:progress], demo[:progress])
+    return lis_length(cost.argmin(dim=1).tolist())
+
+
+class ADSCurriculum(Curriculum):
+    """The discount ``gamma`` for the trainer, and OT proxy rewards for its episodes."""
+
+    name = "ads"
+
+    def __init__(self, demos: Sequence[Episode], horizon: int, cfg: ADSConfig | None = None):
+        self.cfg = cfg or ADSConfig()
+        self.cfg.validate()
+        if len(demos) < 2:
+            raise ValueError(
+                f"ADS needs at least 2 demos (its reference compares pairs of demos), got {len(demos)}"
+            )
+        if horizon < 1:
+            raise ValueError(f"ADS horizon (episode length) must be >= 1, got {horizon}")
+        self.horizon = horizon
+        raw = [self._concat(d, f"demo {i}") for i, d in enumerate(demos)]
+        frames = torch.cat(raw)
+        self._mean, self._std = frames.mean(0), frames.std(0).clamp_min(1e-6)
+        self.demos = [self._standardise(x) for x in raw]
+        self.ot_reward = OTReward(
+            self.demos, self.cfg.sinkhorn_eps, self.cfg.sinkhorn_iterations, self.cfg.target_return
+        )
+        self.progress = max(1, math.floor(self.cfg.init_progress * horizon))
+        self._ref: dict[int, float] = {}
+        self._last_score = float("nan")
+
+    @classmethod
+    def from_dataset(
+        cls, path: str | os.PathLike, horizon: int, cfg: ADSConfig | None = None
+    ) -> ADSCurriculum:
+        cfg = cfg or ADSConfig(dataset=str(path))
+        return cls(load_observation_episodes(path, cfg.obs_keys), horizon, cfg)
+
+    @property
+    def gamma(self) -> float:
+        return discount(self.progress, self.cfg.alpha)
+
+    # --- features and rewards -------------------------------------------------------------------
+    def features(self, episode: Episode) -> torch.Tensor:
+        """``(T, D + 1)`` standardised features of one episode's observations."""
+        return self._standardise(self._concat(episode, "episode"))
+
+    def rewards(self, episodes: Sequence[Episode]) -> list[torch.Tensor]:
+        """OT proxy rewards ``(T_b,)`` of each episode; episodes of equal length run batched."""
+        feats = [self.features(e) for e in episodes]
+        out: list[torch.Tensor | None] = [None] * len(feats)
+        for length in dict.fromkeys(len(f) for f in feats):
+            idx = [i for i, f in enumerate(feats) if len(f) == length]
+            for i, r in zip(idx, self.ot_reward(torch.stack([feats[i] for i in idx])), strict=True):
+                out[i] = r
+        return out  # type: ignore[return-value]
+
+    # --- progress ----------------------------------------------------------------------------
+    def reference(self, k: int) -> float:
+        """``ref(k)``: median LIS over ordered pairs of distinct demos, their first ``k`` frames."""
+        if k not in self._ref:
+            scores = [
+                matched_lis(a, b, k)
+                for i, a in enumerate(self.demos)
+                for j, b in enumerate(self.demos)
+                if i != j
+            ]
+            self._ref[k] = float(torch.tensor(scores, dtype=torch.float64).median())
+        return self._ref[k]
+
+    def agent_score(self, episodes: Sequence[torch.Tensor], k: int) -> float:
+        """The ``percentile`` of matched LIS over (episode, demo) pairs, features given."""
+        scores = [matched_lis(e, d, k) for e in episodes for d in self.demos]
+        q = self.cfg.percentile / 100.0
+        return float(torch.quantile(torch.tensor(scores, dtype=torch.float64), q))
+
+    def update(self, stats: dict[str, Any]) -> dict[str, float]:
+        """Advance ``p`` on ``stats["episodes"]`` (a list of ``{obs key: (T, d)}``) if it matches."""
+        episodes = stats.get("episodes") or []
+        feats = [self.features(e) for e in episodes]
+        for _ in range(self.cfg.max_increments):
+            if not feats or self.progress >= self.horizon:
+                break
+            self._last_score = self.agent_score(feats, self.progress)
+            if self._last_score < math.floor(self.cfg.threshold * self.reference(self.progress)):
+                break
+            self.progress += 1
+        return {
+            f"{self.name}/progress": float(self.progress),
+            f"{self.name}/gamma": self.gamma,
+            f"{self.name}/score": self._last_score,
+            f"{self.name}/reference": self.reference(self.progress),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"progress": self.progress, "scale": self.ot_reward.scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.progress = int(state["progress"])
+        self.ot_reward.scale = state["scale"]
+
+    # --- internals ---------------------------------------------------------------------------
+    def _concat(self, episode: Episode, what: str) -> torch.Tensor:
+        missing = [k for k in self.cfg.obs_keys if k not in episode]
+        if missing:
+            raise KeyError(
+                f"ADS: {what} lacks observation key {missing[0]!r}; has {sorted(episode)}"
+            )
+        parts = [torch.as_tensor(episode[k]).double() for k in self.cfg.obs_keys]
+        return torch.cat([p.reshape(len(p), -1) for p in parts], dim=1)
+
+    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self._mean) / self._std
+        return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], dim=1)

@@ -1,0 +1,110 @@
+"""``DomainTeacherCurriculum``: an ALP-GMM teacher chooses each world's domain parameters.
+
+The env draws a world's domain parameters at every reset; ``VecEnv.set_domain_params`` replaces
+that draw for a world's *next* reset. With same-step autoreset the next episode starts inside the
+step that ends the current one, so the curriculum always keeps one choice pending per world:
+when a world's episode ends, the teacher learns the return of the parameters that episode ran
+with, the world has already started on the pending choice, and a new choice is sampled for the
+episode after it.
+
+The teacher works on the parameters named in ``params`` (default: every domain parameter whose
+range is not a point); the others keep the env's own uniform draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from robolearn.curricula.alp_gmm import ALPGMMConfig, ALPGMMTeacher
+from robolearn.curricula.base import Curriculum
+from robolearn.envs.vec_env import VecEnv
+
+
+@dataclass(frozen=True)
+class DomainTeacherConfig:
+    #: Domain parameters the teacher chooses; empty: all whose range is not a point.
+    params: tuple[str, ...] = ()
+    teacher: ALPGMMConfig = field(default_factory=ALPGMMConfig)
+
+    def validate(self) -> None:
+        self.teacher.validate()
+
+
+class DomainTeacherCurriculum(Curriculum):
+    name = "alp_gmm"
+
+    def __init__(self, env: VecEnv, cfg: DomainTeacherConfig | None = None):
+        self.cfg = cfg or DomainTeacherConfig()
+        self.env = env
+        domain = env.task.domain
+        bounds = domain.bounds.cpu().double()
+        names = self.cfg.params or tuple(
+            n for i, n in enumerate(domain.names) if bounds[i, 0] < bounds[i, 1]
+        )
+        unknown = [n for n in names if n not in domain.names]
+        if unknown:
+            raise ValueError(
+                f"alp_gmm.params: unknown domain parameters {unknown}; the env has {list(domain.names)}"
+            )
+        if not names:
+            raise ValueError(
+                "alp_gmm: every domain parameter range of this task is a point; give ranges in "
+                f"task.domain ({list(domain.names)}) for the teacher to choose from"
+            )
+        self.params = names
+        self.index = torch.tensor([domain.index(n) for n in names])
+        self.teacher = ALPGMMTeacher(bounds[self.index, 0], bounds[self.index, 1], self.cfg.teacher)
+        self.sync()
+
+    def sync(self) -> None:
+        """Read the parameters of the episodes in progress and choose every world's next ones.
+
+        Runs at construction; call it again after an explicit ``env.reset()``.
+        """
+        self._running = self._current(self.env.sim.all_ids())
+        self._choose_next(self.env.sim.all_ids())
+
+    def observe(self, info: dict[str, Any]) -> None:
+        episode = info.get("episode")
+        if episode is None:
+            return
+        ids = episode["env_ids"]
+        self.teacher.update(self._running[ids.cpu()], episode["return"].cpu())
+        self._running[ids.cpu()] = self._current(ids)  # the pending choice, started by autoreset
+        self._choose_next(ids)
+
+    def update(self, stats: dict[str, Any]) -> dict[str, float]:
+        mixture = self.teacher.mixture
+        return {
+            f"{self.name}/episodes": float(self.teacher.num_episodes),
+            f"{self.name}/components": float(mixture.num_components if mixture else 0),
+            f"{self.name}/mean_alp": float(self.teacher.alp[-self.cfg.teacher.fit_window :].mean())
+            if self.teacher.num_episodes
+            else 0.0,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.teacher.load_state_dict(state["teacher"])
+        # The restored env's worlds start fresh episodes: their parameters come from the env.
+        self.sync()
+
+    def _current(self, env_ids: torch.Tensor) -> torch.Tensor:
+        values = self.env.task.domain.values[env_ids.to(self.env.device)]
+        return values[:, self.index.to(values.device)].cpu().double()
+
+    def _choose_next(self, env_ids: torch.Tensor) -> None:
+        """Pending choice for ``env_ids``: the teacher's parameters, an env draw for the rest."""
+        domain = self.env.task.domain
+        low, high = domain.bounds[:, 0], domain.bounds[:, 1]
+        u = torch.rand(
+            (env_ids.numel(), len(domain.names)), generator=self.env.generator, device=low.device
+        )
+        values = low + u * (high - low)
+        values[:, self.index.to(low.device)] = self.teacher.sample(env_ids.numel()).to(values)
+        self.env.set_domain_params(env_ids, values)

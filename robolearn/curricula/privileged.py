@@ -1,0 +1,121 @@
+"""The privilege schedule (METHODS.md §5): β steps down as the policy succeeds, down to 0.
+
+β starts at ``init_beta`` and drops by ``beta_step`` each time the success rate over the last
+``window`` finished episodes reaches ``success_threshold``. The window is then emptied, so that
+the next step down needs ``window`` fresh episodes at the new level. β never increases and stops
+at 0, where the final policy is trained and evaluated. Mao et al. (2025) did not publish their
+constants; these defaults are ours (see ``conf/curriculum/privileged.yaml``).
+
+:class:`PrivilegeSchedule` is the pure logic; :class:`PrivilegedCurriculum` feeds it the env's
+finished episodes and applies β to a :class:`PrivilegedActionWrapper`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from robolearn.curricula.base import Curriculum
+from robolearn.curricula.privileged_env import PrivilegedActionConfig, PrivilegedActionWrapper
+
+
+@dataclass(frozen=True)
+class PrivilegeScheduleConfig:
+    init_beta: float = 1.0
+    beta_step: float = 0.25
+    success_threshold: float = 0.8  # rolling success rate that earns a step down
+    window: int = 200  # finished episodes the rate is taken over
+
+    def validate(self) -> None:
+        if not 0.0 <= self.init_beta <= 1.0:
+            raise ValueError(f"privileged.init_beta must be in [0, 1], got {self.init_beta}")
+        if not 0.0 < self.beta_step <= 1.0:
+            raise ValueError(f"privileged.beta_step must be in (0, 1], got {self.beta_step}")
+        if not 0.0 < self.success_threshold <= 1.0:
+            raise ValueError(
+                f"privileged.success_threshold must be in (0, 1], got {self.success_threshold}"
+            )
+        if self.window < 1:
+            raise ValueError(f"privileged.window must be >= 1, got {self.window}")
+
+
+class PrivilegeSchedule:
+    """β ∈ [0, 1], non-increasing, lowered on a full window of good enough successes."""
+
+    def __init__(self, cfg: PrivilegeScheduleConfig | None = None):
+        self.cfg = cfg or PrivilegeScheduleConfig()
+        self.cfg.validate()
+        self.beta = self.cfg.init_beta
+        self.successes: deque[bool] = deque(maxlen=self.cfg.window)
+
+    @property
+    def success_rate(self) -> float:
+        return sum(self.successes) / len(self.successes) if self.successes else 0.0
+
+    def record(self, successes: torch.Tensor | list[bool]) -> None:
+        """Add finished episodes' success flags, oldest first."""
+        flags = successes.tolist() if isinstance(successes, torch.Tensor) else successes
+        self.successes.extend(bool(s) for s in flags)
+
+    def step(self) -> bool:
+        """Lower β if the window is full and its success rate passes; whether it was lowered."""
+        full = len(self.successes) == self.cfg.window
+        if self.beta == 0.0 or not full or self.success_rate < self.cfg.success_threshold:
+            return False
+        # Rounded so that repeated steps of e.g. 0.1 land on 0 exactly rather than on 1e-17.
+        self.beta = max(0.0, round(self.beta - self.cfg.beta_step, 9))
+        self.successes.clear()
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"beta": self.beta, "successes": list(self.successes)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.beta = float(state["beta"])
+        self.successes = deque((bool(s) for s in state["successes"]), maxlen=self.cfg.window)
+
+
+@dataclass(frozen=True)
+class PrivilegedConfig:
+    schedule: PrivilegeScheduleConfig = field(default_factory=PrivilegeScheduleConfig)
+    action: PrivilegedActionConfig = field(default_factory=PrivilegedActionConfig)
+
+    def validate(self) -> None:
+        self.schedule.validate()
+        self.action.validate()
+
+
+class PrivilegedCurriculum(Curriculum):
+    """Counts the wrapped env's successes; lowers its β once per training iteration at most."""
+
+    name = "privileged"
+
+    def __init__(self, env: PrivilegedActionWrapper, cfg: PrivilegeScheduleConfig | None = None):
+        self.env = env
+        self.schedule = PrivilegeSchedule(cfg)
+        env.set_privilege(self.schedule.beta)
+
+    @property
+    def beta(self) -> float:
+        return self.schedule.beta
+
+    def observe(self, info: dict[str, Any]) -> None:
+        episode = info.get("episode")
+        if episode is not None:
+            self.schedule.record(episode["success"])
+
+    def update(self, stats: dict[str, Any]) -> dict[str, float]:
+        rate = self.schedule.success_rate
+        if self.schedule.step():
+            self.env.set_privilege(self.schedule.beta)
+        return {f"{self.name}/beta": self.schedule.beta, f"{self.name}/success_rate": rate}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.schedule.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.schedule.load_state_dict(state)
+        self.env.set_privilege(self.schedule.beta)

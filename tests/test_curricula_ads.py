@@ -1,0 +1,165 @@
+"""Automatic discount scheduling and OT rewards (METHODS.md §6)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from robolearn.curricula.discount import ADSConfig, ADSCurriculum, discount, lis_length
+from robolearn.curricula.ot_reward import OTReward, cosine_cost, sinkhorn
+from robolearn.data.hdf5 import DatasetError, EpisodeWriter
+
+T = 40
+
+
+def make_demos(n: int = 5, steps: int = T, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """Reach-then-close demos: the arm moves along a noisy path, then the gripper closes."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.linspace(0, 1, steps)[:, None]
+    demos = []
+    for _ in range(n):
+        start = torch.tensor([0.4, -0.1, 0.3]) + 0.02 * torch.randn(3, generator=gen)
+        goal = torch.tensor([0.6, 0.2, 0.05]) + 0.02 * torch.randn(3, generator=gen)
+        bend = torch.tensor([0.0, 0.0, 0.1]) * torch.sin(math.pi * t)
+        pos = start + (goal - start) * t + bend + 0.002 * torch.randn(steps, 3, generator=gen)
+        grip = 0.04 * (1 - torch.sigmoid(30 * (t - 0.8))).repeat(1, 2)
+        demos.append({"eef_pos": pos, "gripper_qpos": grip})
+    return demos
+
+
+def test_discount_weighs_a_reward_p_steps_ahead_by_alpha():
+    for p in (1, 2, 7, 50, 333):
+        assert discount(p, 0.2) ** p == pytest.approx(0.2, rel=1e-12)
+    assert discount(10, 0.2) < discount(11, 0.2)  # more progress, more far-sighted
+
+
+def test_lis_is_strictly_increasing():
+    assert lis_length([]) == 0
+    assert lis_length([3, 3, 3, 3]) == 1
+    assert lis_length([0, 1, 2, 3]) == 4
+    assert lis_length([2, 0, 1, 5, 3, 4]) == 4
+
+
+def test_sinkhorn_plan_has_uniform_marginals():
+    ads = ADSCurriculum(make_demos(), T)
+    agent = torch.stack([ads.features(d) for d in make_demos(3, seed=5)])  # (3, T, D)
+    cost = cosine_cost(agent, ads.demos[0].expand(3, -1, -1))
+    rows = cols = torch.full((3, T), 1 / T)
+    # METHODS' 100 iterations at eps = 0.01 on trajectory costs: columns exact (updated last),
+    # rows within 10% ...
+    plan = sinkhorn(cost, eps=0.01, iterations=100)
+    assert torch.allclose(plan.sum(1).float(), cols, rtol=1e-6)
+    assert torch.allclose(plan.sum(2).float(), rows, rtol=0.1)
+    # ... and the iteration converges: rows exact too given more of them.
+    plan = sinkhorn(cost, eps=0.01, iterations=3000)
+    assert torch.allclose(plan.sum(2).float(), rows, rtol=2e-3)
+
+
+def test_ot_reward_is_scaled_by_the_first_episode_and_zero_for_the_demo_itself():
+    demo = ADSCurriculum(make_demos(), T).demos[0]
+    reward = OTReward([demo])
+    frozen = demo[:1].expand(T, -1)
+    first = reward(frozen[None])
+    assert first.sum().item() == pytest.approx(-10.0)
+    assert (first <= 0).all()
+    identical = reward(demo[None])
+    assert identical.abs().sum() < 0.01 * 10  # under 1% of the first episode's cost
+
+
+def test_ot_reward_uses_the_best_matching_demo():
+    demos = ADSCurriculum(make_demos(), T).demos
+    reward = OTReward(demos[:2])
+    reward.scale = 1.0
+    costs = reward.transport_costs(demos[1][None])[:, 0].sum(-1)
+    assert costs.argmin() == 1
+    assert torch.allclose(
+        reward(demos[1][None]).double(), -reward.transport_costs(demos[1][None])[1]
+    )
+
+
+def test_replaying_a_demo_advances_progress_and_a_frozen_agent_does_not():
+    demos = make_demos()
+    ads = ADSCurriculum(demos, T)
+    assert ads.progress == math.floor(0.2 * T) == 8
+    frozen = [{k: v[:1].expand(T, -1) for k, v in d.items()} for d in demos]
+    for _ in range(3):
+        ads.update({"episodes": frozen})
+    assert ads.progress == 8
+    assert ads.gamma == pytest.approx(0.2 ** (1 / 8))
+
+    replay = ADSCurriculum(demos, T)
+    replay.update({"episodes": demos[:1]})  # one of the demos, frame for frame
+    assert replay.progress == 8 + 5
+
+    history = [ads.progress]
+    for _ in range(10):
+        logged = ads.update({"episodes": make_demos(seed=1)})  # an expert-like agent
+        history.append(ads.progress)
+    steps = np.diff(history)
+    assert steps.min() >= 0 and steps.max() <= 5
+    assert history[1] - history[0] == 5  # matches the demos well: the full 5 per update
+    assert history[-1] == T  # and stops at the horizon
+    assert logged["ads/progress"] == T and logged["ads/gamma"] == pytest.approx(0.2 ** (1 / T))
+
+
+def test_progress_never_decreases_whatever_the_agent_does():
+    ads = ADSCurriculum(make_demos(), T)
+    gen = torch.Generator().manual_seed(2)
+    history = [ads.progress]
+    for i in range(12):
+        good = i % 3 == 0
+        agent = (
+            make_demos(4, seed=10 + i)
+            if good
+            else [
+                {
+                    "eef_pos": torch.randn(T, 3, generator=gen),
+                    "gripper_qpos": torch.rand(T, 2, generator=gen),
+                }
+                for _ in range(4)
+            ]
+        )
+        ads.update({"episodes": agent})
+        history.append(ads.progress)
+    steps = np.diff(history)
+    assert steps.min() >= 0 and steps.max() <= 5 and history[-1] > history[0]
+
+
+def test_state_dict_round_trip():
+    ads = ADSCurriculum(make_demos(), T)
+    ads.update({"episodes": make_demos(seed=1)})
+    ads.rewards(make_demos(2, seed=3))
+    other = ADSCurriculum(make_demos(), T)
+    other.load_state_dict(ads.state_dict())
+    assert other.progress == ads.progress and other.ot_reward.scale == ads.ot_reward.scale
+
+
+def _write(path, demos, actions: bool) -> None:
+    with EpisodeWriter(path, {"env_name": "lift"}) as writer:
+        for d in demos:
+            obs = {k: v.numpy() for k, v in d.items()}
+            writer.add_episode(obs, actions=np.zeros((T, 7), np.float32) if actions else None)
+
+
+def test_demos_load_from_observation_only_hdf5(tmp_path):
+    path = tmp_path / "obs_only.hdf5"
+    _write(path, make_demos(3), actions=False)
+    ads = ADSCurriculum.from_dataset(path, T, ADSConfig(dataset=str(path)))
+    assert len(ads.demos) == 3 and ads.demos[0].shape == (T, 3 + 2 + 1)
+    rewards = ads.rewards(
+        make_demos(2, seed=4) + [{k: v[:20] for k, v in make_demos(1)[0].items()}]
+    )
+    assert [r.shape for r in rewards] == [(T,), (T,), (20,)]
+
+
+def test_missing_observation_key_names_the_key_and_the_file(tmp_path):
+    path = tmp_path / "no_grip.hdf5"
+    _write(path, [{"eef_pos": d["eef_pos"]} for d in make_demos(2)], actions=True)
+    with pytest.raises(DatasetError, match=r"no_grip\.hdf5.*obs/gripper_qpos.*'gripper_qpos'"):
+        ADSCurriculum.from_dataset(path, T)
+
+
+def test_one_demo_is_refused():
+    with pytest.raises(ValueError, match="at least 2 demos"):
+        ADSCurriculum(make_demos(1), T)
