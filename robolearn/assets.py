@@ -18,7 +18,7 @@ def _package_dir(package: str) -> Path:
     # Running from a source checkout that was never installed.
     fallback = (
         Path(__file__).resolve().parents[1]
-        / {"robolearn._sim": "sim", "robolearn._conf": "conf"}[package]
+        / {"robolearn._sim": "sim", "robolearn._conf": "conf", "robolearn._real": "real"}[package]
     )
     if not fallback.is_dir():
         raise FileNotFoundError(
@@ -38,3 +38,11 @@ def sim_asset(relative: str) -> Path:
 def conf_dir() -> Path:
     """Absolute path of the Hydra config tree."""
     return _package_dir("robolearn._conf")
+
+
+def real_config(name: str) -> Path:
+    """Absolute path of a robot's safety config under ``real/``, e.g. ``real_config("sim_panda.yaml")``."""
+    path = _package_dir("robolearn._real") / name
+    if not path.is_file():
+        raise FileNotFoundError(f"robolearn real-robot config not found: {path}")
+    return path

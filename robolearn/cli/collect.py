@@ -3,18 +3,24 @@
     robolearn-collect task=reach num_episodes=200
     robolearn-collect task=lift num_envs=128 output=/data/lift.hdf5 overwrite=true
     robolearn-collect task=reach task.episode_length=80 sim=warp
+    robolearn-collect robot=sim teleop=keyboard task=lift num_episodes=10   # teleoperated
+
+With ``robot=<name>`` (a ``conf/robot`` config) a person drives that robot with the ``teleop``
+device instead, through the robot's safety layer, at its control rate; the episodes they save go
+into the same schema (:mod:`robolearn.real.teleop_session`, docs/real-robot.md).
 
 Bad input (unknown task, wrongly typed settings, an output that exists or cannot be written)
 is rejected with a one-line message before any simulation starts; errors after that keep their
 traceback, since they are bugs. Ctrl-C keeps the completed episodes in a valid file.
-Exit status: 0 done, 1 fewer episodes than asked (the expert failed too often),
-2 bad input, 130 interrupted.
+Exit status: 0 done, 1 fewer episodes than asked (the expert failed too often; teleoperated:
+a fault stopped the arm, or the file could not be written), 2 bad input, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -22,15 +28,23 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from robolearn.assets import conf_dir
-from robolearn.cli.common import fail, run_hydra_main
+from robolearn.cli.common import BAD_INPUT, EXIT_INTERRUPTED, fail, run_hydra_main
+from robolearn.cli.deploy import RobotSettings
 from robolearn.data.collect import CollectResult, collect
 from robolearn.data.hdf5 import check_output_path
 from robolearn.experts import EXPERTS
+from robolearn.real.drivers import make_robot
+from robolearn.real.recorder import EpisodeRecorder, RecordingError
+from robolearn.real.robot import RobotError
+from robolearn.real.safety import ActionScale, SafetyLayer, load_safety_config
+from robolearn.real.teleop import Teleop, make_teleop
+from robolearn.real.teleop_session import SessionResult, record_demos
 from robolearn.sim.batched import BACKENDS
 from robolearn.tasks import make_task
 from robolearn.utils.config import from_dict
 
 log = logging.getLogger(__name__)
+PROG = "robolearn-collect"
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,9 @@ class SimSettings:
 
 @hydra.main(config_path=str(conf_dir()), config_name="collect", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
+    if "robot" in cfg:
+        _teleoperate(cfg)
+        return
     try:
         task, overrides, sim, settings = _parse(cfg)
     except (ValueError, OSError) as e:
@@ -84,11 +101,8 @@ def _parse(cfg: DictConfig) -> tuple[str, dict[str, Any], SimSettings, CollectSe
     """Typed settings from the config; checks everything checkable without simulating."""
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
-    task_cfg = dict(data.pop("task"))
-    name = task_cfg.pop("name", None)
-    if not isinstance(name, str):
-        raise ValueError(f"the task config needs a string `name`, got {name!r}")
-    make_task(name, task_cfg)  # unknown task names and task keys, wrongly typed values
+    data.pop("teleop", None)  # the teleop device is for robot= sessions
+    name, task_cfg = _task(data)
     if name not in EXPERTS:
         raise ValueError(
             f"no scripted expert for task {name!r}; experts exist for {sorted(EXPERTS)}"
@@ -101,6 +115,102 @@ def _parse(cfg: DictConfig) -> tuple[str, dict[str, Any], SimSettings, CollectSe
         raise ValueError("num_episodes and num_envs must be positive")
     output = check_output_path(to_absolute_path(settings.output), settings.overwrite)
     return name, task_cfg, sim, CollectSettings(**{**vars(settings), "output": str(output)})
+
+
+def _task(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The task name and settings, popped from ``data`` and checked."""
+    task_cfg = dict(data.pop("task"))
+    name = task_cfg.pop("name", None)
+    if not isinstance(name, str):
+        raise ValueError(f"the task config needs a string `name`, got {name!r}")
+    make_task(name, task_cfg)  # unknown task names and task keys, wrongly typed values
+    return name, task_cfg
+
+
+def _teleoperate(cfg: DictConfig) -> None:
+    """``robot=<name>``: a teleoperation session recording demonstrations on that robot."""
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(data, dict)
+        data.pop("sim")  # the robot is the simulator, if any
+        name, task_cfg = _task(data)
+        robot_cfg = from_dict(RobotSettings, data.pop("robot"), path="robot.")
+        teleop = make_teleop(**data.pop("teleop"))
+        settings = from_dict(CollectSettings, data)
+        if settings.num_episodes <= 0 or settings.overwrite:
+            raise ValueError(
+                "teleoperated sessions need num_episodes > 0 and never overwrite a recording "
+                "(overwrite=false; choose a new output)"
+            )
+        output = check_output_path(to_absolute_path(settings.output))
+        control = make_task(name, task_cfg).cfg.control
+        robot = make_robot(
+            robot_cfg.driver, robot_cfg.kwargs, {"task": name, "task_overrides": task_cfg}
+        )
+        safety = load_safety_config(robot_cfg.safety)
+        safe = SafetyLayer(robot, safety, ActionScale(control.max_pos_delta, control.max_rot_delta))
+    except (*BAD_INPUT, ImportError) as e:
+        fail(PROG, e)
+    try:
+        teleop.connect()  # first: a device that cannot open fails before the robot moves
+    except (ValueError, OSError) as e:
+        fail(PROG, e)
+    env_args = {
+        "env_name": name,
+        "env_kwargs": task_cfg,
+        "robot": robot_cfg.name,
+        "driver": robot_cfg.driver,
+        "teleop": teleop.device,
+    }
+    try:
+        result, recorder = _session(safe, teleop, output, settings.num_episodes, env_args)
+    finally:
+        teleop.disconnect()
+    _report_session(result, recorder)
+
+
+def _session(
+    safe: SafetyLayer,
+    teleop: Teleop,
+    output: Path,
+    num_episodes: int,
+    env_args: dict[str, Any],
+) -> tuple[SessionResult, EpisodeRecorder]:
+    """Connect the robot, run the session, disconnect whatever happens."""
+    try:
+        safe.connect()
+    except ValueError as e:  # the safety config does not fit the robot
+        fail(PROG, e)
+    except RobotError as e:
+        fail(PROG, f"robot {env_args['robot']!r} did not connect: {e}")
+    try:
+        spec = safe.observation_spec
+        spec = spec if spec.task else replace(spec, task=env_args["env_name"])
+        recorder = EpisodeRecorder(output, spec, env_args)
+        return record_demos(safe, teleop, recorder, num_episodes), recorder
+    except RecordingError as e:
+        safe.stop()
+        log.error("recording failed: %s; the arm is stopped", e)
+        raise SystemExit(1) from e
+    finally:
+        safe.disconnect()
+
+
+def _report_session(result: SessionResult, recorder: EpisodeRecorder) -> None:
+    path = recorder.close()
+    if path is None:
+        log.warning("no episode saved: no file written")
+    else:
+        log.info(
+            "saved %d episodes (%s steps) to %s; discarded %d",
+            result.saved,
+            ", ".join(map(str, result.steps)),
+            path,
+            result.discarded,
+        )
+    if result.fault is not None:
+        log.error("session ended by a fault: %s; the arm is stopped", result.fault)
+        raise SystemExit(EXIT_INTERRUPTED if result.interrupted else 1)
 
 
 def _report(result: CollectResult) -> None:

@@ -18,9 +18,21 @@ from types import TracebackType
 
 import numpy as np
 
-from robolearn.spec import ObsSpec
+from robolearn.spec import ActionSpec, ObsSpec
 
 Observation = dict[str, np.ndarray]
+
+
+def hold_action(spec: ActionSpec, previous: np.ndarray | None = None) -> np.ndarray:
+    """The action that keeps the arm where it is: zero motion, the gripper as last commanded.
+
+    Both action modes (``ee_delta_pose``, ``joint_delta``) are deltas with an absolute gripper
+    command last, so holding is zeros plus the previous gripper command (open, -1, when there
+    was none): a zero gripper command would half-open a closed gripper and drop the object.
+    """
+    action = np.zeros(spec.dim, dtype=np.float32)
+    action[-1] = spec.low if previous is None else float(previous[-1])
+    return action
 
 
 class RobotError(RuntimeError):
@@ -36,6 +48,10 @@ class Robot(ABC):
     """
 
     name: str = "robot"
+    #: Seconds of the robot's own time per wall-clock second: 1 for real arms; the sim twin
+    #: runs faster when driven above its task's control rate (tests). Speeds measured from
+    #: observation timestamps are divided by it.
+    time_scale: float = 1.0
 
     @property
     @abstractmethod
