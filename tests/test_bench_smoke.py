@@ -110,3 +110,16 @@ def test_policy_latency_reports_all_figures(tmp_path: Path) -> None:
     for target in ("edm3_vs_ddpm100", "edm3_vs_ddim10"):
         assert isinstance(report["targets"][target]["pass"], bool)
         assert "measured" in report["targets"][target]
+
+
+def test_rl_throughput_reports_all_figures(tmp_path: Path) -> None:
+    report = run_bench(
+        "rl_throughput.py",
+        tmp_path,
+        *("--task", "reach", "--num-envs", "8", "--num-steps", "4", "--iterations", "1"),
+        *("--seconds", "0.2", "--repeats", "1", "--hidden", "16"),
+    )
+    assert report["benchmark"] == "rl_throughput" and report["num_envs"] == 8
+    for key in ("bare_env_steps_per_s", "loop_env_steps_per_s", "ratio", "update_fraction"):
+        assert report[key] > 0
+    assert "cpu_model" in report["machine"]

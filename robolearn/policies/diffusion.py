@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
 
 from robolearn.data.normalizer import Normalizer
 from robolearn.policies.base import Batch, Policy, PolicyConfig, masked_mean
+from robolearn.policies.chain import DenoisingChain
 from robolearn.policies.denoisers import (
     DENOISERS,
     TransformerConfig,
@@ -46,6 +48,9 @@ class DiffusionConfig(PolicyConfig):
     clip_sample: bool = True
     sampler: str = "ddim"  # "ddim" | "ddpm" (always the full num_train_timesteps chain)
     num_inference_steps: int = 10  # DDIM steps
+    # DPPO fine-tuning (robolearn.rl.dppo): the last ``finetuned_steps`` DDIM steps run a
+    # fine-tuned copy of the denoiser (``finetuned``); 0 = one network for every step
+    finetuned_steps: int = 0
 
     def validate(self) -> None:
         super().validate()
@@ -62,23 +67,27 @@ class DiffusionConfig(PolicyConfig):
                 "need 1 <= num_inference_steps <= num_train_timesteps, got "
                 f"{self.num_inference_steps}, {self.num_train_timesteps}"
             )
+        if self.finetuned_steps and self.sampler != "ddim":
+            raise ValueError(
+                f"finetuned_steps needs sampler 'ddim' (deterministic steps), got {self.sampler!r}"
+            )
+        if not 0 <= self.finetuned_steps <= self.num_inference_steps:
+            raise ValueError(
+                f"need 0 <= finetuned_steps <= num_inference_steps ({self.num_inference_steps}), "
+                f"got {self.finetuned_steps}"
+            )
 
 
-class DiffusionPolicy(Policy):
+class DiffusionPolicy(DenoisingChain, Policy):
     name = "diffusion"
     Config = DiffusionConfig
     cfg: DiffusionConfig
+    network_name = "denoiser"
 
     def __init__(self, cfg: DiffusionConfig, spec: ObsSpec, normalizer: Normalizer):
         super().__init__(cfg, spec, normalizer)
-        self.denoiser = build_denoiser(
-            cfg.denoiser,
-            cfg.unet,
-            cfg.transformer,
-            self.action_dim,
-            cfg.horizon,
-            self.obs_feature_dim,
-        )
+        self.denoiser = self.build_network()
+        self.finetuned = self.build_network() if cfg.finetuned_steps else None
         schedule = {
             "num_train_timesteps": cfg.num_train_timesteps,
             "beta_schedule": cfg.beta_schedule,
@@ -93,6 +102,17 @@ class DiffusionPolicy(Policy):
             self.sampler = DDPMScheduler(**schedule)
             self.sampler.set_timesteps(cfg.num_train_timesteps)
 
+    def build_network(self) -> nn.Module:
+        cfg = self.cfg
+        return build_denoiser(
+            cfg.denoiser,
+            cfg.unet,
+            cfg.transformer,
+            self.action_dim,
+            cfg.horizon,
+            self.obs_feature_dim,
+        )
+
     def compute_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         actions = self.normalized_actions(batch)
         cond = self.encode(batch["obs"])
@@ -104,11 +124,17 @@ class DiffusionPolicy(Policy):
         loss = masked_mean((prediction - target).square(), batch["action_mask"])
         return loss, {"loss": loss.item()}
 
-    @torch.no_grad()
-    def sample_normalized(self, obs_features: torch.Tensor) -> torch.Tensor:
-        x = torch.randn(
-            obs_features.shape[0], self.cfg.horizon, self.action_dim, device=obs_features.device
-        )
-        for t in self.sampler.timesteps:
-            x = self.sampler.step(self.denoiser(x, t, obs_features), t, x).prev_sample
-        return x
+    # --- DenoisingChain: sample_normalized runs these -------------------------------------------
+    @property
+    def num_denoising_steps(self) -> int:
+        return len(self.sampler.timesteps)
+
+    def initial_latent(self, batch: int, device: torch.device) -> torch.Tensor:
+        return torch.randn(batch, self.cfg.horizon, self.action_dim, device=device)
+
+    def denoising_step(
+        self, x: torch.Tensor, i: int, cond: torch.Tensor, network: nn.Module
+    ) -> torch.Tensor:
+        """Step ``i`` of the scheduler (DDIM: deterministic; DDPM: draws its own noise)."""
+        t = self.sampler.timesteps[i]
+        return self.sampler.step(network(x, t, cond), t, x).prev_sample

@@ -33,6 +33,7 @@ from torch import nn
 from robolearn.data.normalizer import Normalizer
 from robolearn.encoders import ObservationEncoder
 from robolearn.policies.base import Batch, Policy, PolicyConfig, masked_mean
+from robolearn.policies.chain import DenoisingChain
 from robolearn.policies.denoisers import DENOISERS, TransformerConfig, UnetConfig, build_denoiser
 from robolearn.spec import ObsSpec
 
@@ -68,6 +69,9 @@ class EDMConfig(PolicyConfig):
     goal_dropout: float = 0.1  # probability of zeroing the goal per training sample
     cfg_scale: float = 1.0  # guidance weight λ; 1 is the plain conditional denoiser
     ema_decay: float = 0.999
+    # DPPO fine-tuning (robolearn.rl.dppo): the last ``finetuned_steps`` sampler steps run a
+    # fine-tuned copy of the network (``finetuned``); 0 = one network for every step
+    finetuned_steps: int = 0
 
     def validate(self) -> None:
         super().validate()
@@ -84,6 +88,11 @@ class EDMConfig(PolicyConfig):
             raise ValueError("sigma_data and sigma_density_scale must be positive")
         if not 0 <= self.goal_dropout < 1:
             raise ValueError(f"goal_dropout must be in [0, 1), got {self.goal_dropout}")
+        if not 0 <= self.finetuned_steps <= self.num_steps:
+            raise ValueError(
+                f"need 0 <= finetuned_steps <= num_steps ({self.num_steps}), "
+                f"got {self.finetuned_steps}"
+            )
 
 
 # --- EDM math --------------------------------------------------------------------------------
@@ -187,10 +196,11 @@ class MLPDenoiser(nn.Module):
 # --- policy ----------------------------------------------------------------------------------
 
 
-class EDMPolicy(Policy):
+class EDMPolicy(DenoisingChain, Policy):
     name = "edm"
     Config = EDMConfig
     cfg: EDMConfig
+    network_name = "model"
 
     def __init__(self, cfg: EDMConfig, spec: ObsSpec, normalizer: Normalizer):
         goal_keys = tuple(cfg.goal_keys)
@@ -217,19 +227,23 @@ class EDMPolicy(Policy):
         # Min-max normalised actions have the data's range as [-1, 1]: clip samples to it. A
         # mean-std normaliser has no such box; predict_action still clamps to the env's bounds.
         self.clip_normalized = normalizer.modes["action"] == "minmax"
+        self.model = self.build_network()
+        self.finetuned = self.build_network() if cfg.finetuned_steps else None
+
+    def build_network(self) -> nn.Module:
+        cfg = self.cfg
         if cfg.denoiser == "mlp":
-            self.model = MLPDenoiser(
+            return MLPDenoiser(
                 self.action_dim, cfg.horizon, self.obs_feature_dim, **asdict(cfg.mlp)
             )
-        else:
-            self.model = build_denoiser(
-                cfg.denoiser,
-                cfg.unet,
-                cfg.transformer,
-                self.action_dim,
-                cfg.horizon,
-                self.obs_feature_dim,
-            )
+        return build_denoiser(
+            cfg.denoiser,
+            cfg.unet,
+            cfg.transformer,
+            self.action_dim,
+            cfg.horizon,
+            self.obs_feature_dim,
+        )
 
     # --- conditioning ------------------------------------------------------------------------
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -245,9 +259,15 @@ class EDMPolicy(Policy):
 
     # --- denoiser ------------------------------------------------------------------------------
     def denoise(
-        self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, cfg_scale: float = 1.0
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        cond: torch.Tensor,
+        cfg_scale: float = 1.0,
+        network: nn.Module | None = None,
     ) -> torch.Tensor:
-        """``D(x; σ)`` for noisy chunks ``x`` (B, H, A) at noise levels ``sigma`` (B,).
+        """``D(x; σ)`` for noisy chunks ``x`` (B, H, A) at noise levels ``sigma`` (B,), with
+        ``network`` as F (default: ``self.model``).
 
         With a goal and ``cfg_scale != 1``, the conditional and unconditional passes run as one
         batch and mix as ``D_u + λ·(D_c − D_u)``; as D is affine in F with the same ``c_skip·x``,
@@ -255,10 +275,11 @@ class EDMPolicy(Policy):
         """
         c_skip, c_out, c_in = (c[:, None, None] for c in edm_scalings(sigma, self.cfg.sigma_data))
         level = noise_input(sigma)
+        network = self.model if network is None else network
         if self.goal_encoder is None or cfg_scale == 1.0:
-            out = self.model(c_in * x, level, cond)
+            out = network(c_in * x, level, cond)
         else:
-            both = self.model(
+            both = network(
                 torch.cat([c_in * x] * 2),
                 torch.cat([level] * 2),
                 torch.cat([cond, self.drop_goal(cond)]),
@@ -295,17 +316,24 @@ class EDMPolicy(Policy):
         loss = masked_mean((prediction - target).square(), batch["action_mask"])
         return loss, {"loss": loss.item()}
 
-    @torch.no_grad()
-    def sample_normalized(self, obs_features: torch.Tensor) -> torch.Tensor:
-        """First-order probability-flow ODE steps ``x ← r·x + (1 − r)·D(x; σ_i)``, r = σ_{i+1}/σ_i."""
-        batch = obs_features.shape[0]
-        x = self.sigmas[0] * torch.randn(
-            batch, self.cfg.horizon, self.action_dim, device=obs_features.device
-        )
-        for sigma, sigma_next in zip(self.sigmas[:-1], self.sigmas[1:], strict=True):
-            denoised = self.denoise(x, sigma.expand(batch), obs_features, self.cfg.cfg_scale)
-            ratio = sigma_next / sigma
-            x = ratio * x + (1 - ratio) * denoised
+    # --- DenoisingChain: sample_normalized runs these -------------------------------------------
+    @property
+    def num_denoising_steps(self) -> int:
+        return self.cfg.num_steps
+
+    def initial_latent(self, batch: int, device: torch.device) -> torch.Tensor:
+        return self.sigmas[0] * torch.randn(batch, self.cfg.horizon, self.action_dim, device=device)
+
+    def denoising_step(
+        self, x: torch.Tensor, i: int, cond: torch.Tensor, network: nn.Module
+    ) -> torch.Tensor:
+        """First-order probability-flow ODE step ``x ← r·x + (1 − r)·D(x; σ_i)``, r = σ_{i+1}/σ_i."""
+        sigma, sigma_next = self.sigmas[i], self.sigmas[i + 1]
+        denoised = self.denoise(x, sigma.expand(x.shape[0]), cond, self.cfg.cfg_scale, network)
+        ratio = sigma_next / sigma
+        return ratio * x + (1 - ratio) * denoised
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
         if self.clip_normalized:
-            x = x.clamp(-NORMALIZED_ACTION_BOUND, NORMALIZED_ACTION_BOUND)
+            return x.clamp(-NORMALIZED_ACTION_BOUND, NORMALIZED_ACTION_BOUND)
         return x

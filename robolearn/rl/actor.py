@@ -11,7 +11,22 @@ computed per choice with that choice's clip range and advantage weight, then ave
 
 A decision executes ``n_exec`` env steps (1 for a Gaussian actor; an action chunk's
 ``n_action_steps`` for a diffusion actor), so the env-level MDP is a semi-MDP: the trainer sums
-the discounted rewards of the executed steps and bootstraps with ``gamma ** n_exec``.
+the discounted rewards of the executed steps and bootstraps with ``gamma ** n_exec``
+(:mod:`robolearn.rl.runner` documents episodes that end mid-chunk and time-outs).
+
+Where actors come from: :func:`robolearn.rl.build.make_actor` routes a policy by kind — ``bc`` to
+:class:`~robolearn.rl.gaussian_actor.GaussianActor`, ``diffusion``/``edm`` to
+``robolearn.rl.dppo.make_actor(policy, cfg: RLConfig)`` (``cfg.actor`` holds the kind's own keys).
+
+Besides the protocol, the trainer uses, where present:
+
+* ``nn.Module`` behaviour: ``to``, ``eval``, ``state_dict``/``load_state_dict`` (resume);
+* ``frozen_copy() -> actor``: π_BC for the demonstration regulariser (default: a deep copy with
+  gradients off);
+* ``kl_to(reference, obs) -> (B,)``: ``KL(π ‖ π_ref)`` in closed form (default: the sample
+  estimate ``Σ_k log π(c_k) − log π_ref(c_k)`` at the rollout's stored choices);
+* ``demo_loss(batch) -> scalar``: a BC loss on a :class:`~robolearn.data.dataset.DemoDataset`
+  batch, for ``rl.demo_bc_coef > 0``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,247 @@
+"""``robolearn-rl`` end to end, in-process and tiny: fine-tune a BC checkpoint, evaluate the result
+with ``robolearn-eval``, resume; bad input (spec mismatch, NaN from the env, a diverging run)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from robolearn.checkpoint import load_policy, load_training_state, resolve_checkpoint
+from robolearn.cli import eval as eval_cli
+from robolearn.cli import rl as rl_cli
+from robolearn.cli import train as train_cli
+from robolearn.data.collect import collect
+
+FAST = (
+    "task=reach",
+    "num_envs=16",
+    "rl.num_steps=8",
+    "rl.critic_hidden_dims=[32,32]",
+    "rl.critic_warmup_iters=1",
+    "progress=false",
+    "threads=1",
+    "eval.num_episodes=4",
+    "eval.num_envs=4",
+)
+
+
+def run(monkeypatch, cli, *overrides: str) -> int:
+    monkeypatch.setattr(sys, "argv", [cli.PROG, *overrides])
+    try:
+        cli.main()
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def bc_checkpoint(tmp_path_factory) -> Path:
+    """A tiny gaussian-head BC policy on a few scripted ``reach`` demos (a few seconds)."""
+    root = tmp_path_factory.mktemp("bc")
+    data = root / "reach.hdf5"
+    collect("reach", 6, data, num_envs=6, progress=False)
+    mp = pytest.MonkeyPatch()
+    try:
+        status = run(
+            mp,
+            train_cli,
+            "task=reach",
+            "policy=bc",
+            "policy.hidden_dims=[32,32]",
+            "policy.head=gaussian",
+            "policy.horizon=1",
+            "policy.n_action_steps=1",
+            "policy.n_obs_steps=1",
+            "train.steps=100",
+            "train.batch_size=32",
+            "train.progress=false",
+            "logger=none",
+            f"dataset={data}",
+            f"hydra.run.dir={root / 'run'}",
+        )
+    finally:
+        mp.undo()
+    assert status == 0
+    return root / "run"
+
+
+def test_finetune_eval_and_resume(workdir, monkeypatch, bc_checkpoint, capsys):
+    run_dir = workdir / "rl"
+    args = (*FAST, f"init={bc_checkpoint}", "rl.checkpoint_every=2", f"hydra.run.dir={run_dir}")
+    assert run(monkeypatch, rl_cli, *args, "total_env_steps=2000") == 0
+    out = capsys.readouterr().out
+    assert "reach: success" in out and "95% CI" in out
+    ckpt = resolve_checkpoint(run_dir)
+    state = load_training_state(ckpt)
+    iters = state["step"]
+    assert iters == 16 and state["env_steps"] == 16 * 8 * 16  # ceil(2000 / 128) iterations
+    assert {"actor", "critic", "reference", "optimizer"} <= set(state)
+    assert (run_dir / "eval_info.json").is_file()
+    policy = load_policy(run_dir)
+    assert policy.name == "bc" and policy.cfg.n_action_steps == 1
+    bc = load_policy(bc_checkpoint)
+    changed = any(
+        not torch.equal(a, b) for a, b in zip(policy.parameters(), bc.parameters(), strict=True)
+    )
+    assert changed
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    want = {
+        "rollout/success_rate",
+        "rollout/return",
+        "rollout/episode_length",
+        "train/kl_to_bc",
+        "train/approx_kl",
+        "train/entropy",
+        "train/value_loss",
+        "train/surrogate_loss",
+        "train/lr",
+        "perf/env_steps_per_s",
+    }
+    assert want <= tags, want - tags
+
+    eval_dir = workdir / "eval"
+    status = run(
+        monkeypatch,
+        eval_cli,
+        f"checkpoint={run_dir}",
+        "num_episodes=4",
+        "num_envs=4",
+        "progress=false",
+        f"hydra.run.dir={eval_dir}",
+    )
+    assert status == 0
+    assert json.loads((eval_dir / "eval_info.json").read_text())["task"] == "reach"
+
+    # resume: continues at the saved iteration, env steps and λ
+    resumed = workdir / "rl2"
+    status = run(
+        monkeypatch,
+        rl_cli,
+        f"resume={run_dir}",
+        "total_env_steps=3000",
+        "eval.num_episodes=0",
+        "progress=false",
+        f"hydra.run.dir={resumed}",
+    )
+    assert status == 0
+    state2 = load_training_state(resumed)
+    assert state2["step"] == 24 and state2["env_steps"] == 24 * 128
+    assert state2["demo_reg_coef"] < state["demo_reg_coef"]
+    names = sorted(p.name for p in (resumed / "checkpoints").iterdir())
+    assert names[0] == "iter_000018"  # the first new checkpoint follows the resumed iteration
+    # a resumed run refuses changes to what defines it
+    status = run(
+        monkeypatch, rl_cli, f"resume={run_dir}", "rl.gamma=0.5", f"hydra.run.dir={workdir / 'x'}"
+    )
+    assert status == 2
+    assert "cannot override 'rl.gamma'" in capsys.readouterr().err
+
+
+def test_init_with_mismatched_spec_names_the_key(workdir, monkeypatch, bc_checkpoint, capsys):
+    args = (*FAST, "task=lift", f"init={bc_checkpoint}", f"hydra.run.dir={workdir / 'r'}")
+    assert run(monkeypatch, rl_cli, *args) == 2
+    err = capsys.readouterr().err
+    assert "robolearn-rl: error:" in err and "target_pos" in err
+    assert not (workdir / "r" / "checkpoints").exists()
+
+
+def test_nan_reward_stops_with_env_ids_and_a_loadable_checkpoint(
+    workdir, monkeypatch, bc_checkpoint, capsys
+):
+    from robolearn.tasks.reach import Reach
+
+    calls = {"n": 0}
+    real = Reach.dense_reward
+
+    def poisoned(self):
+        r = real(self)
+        calls["n"] += 1
+        if calls["n"] > 16:  # one call per env step: after two iterations of 8 steps
+            r = r.clone()
+            r[[3, 11]] = float("nan")
+        return r
+
+    monkeypatch.setattr(Reach, "dense_reward", poisoned)
+    run_dir = workdir / "rl"
+    args = (*FAST, f"init={bc_checkpoint}", "total_env_steps=10000", f"hydra.run.dir={run_dir}")
+    assert run(monkeypatch, rl_cli, *args) == 3
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "reward" in err and "[3, 11]" in err
+    state = load_training_state(run_dir)
+    assert state["step"] == 2  # the two iterations before the poisoned rollout
+    policy = load_policy(run_dir)
+    assert all(torch.isfinite(p).all() for p in policy.parameters())
+
+
+def test_kl_blowup_stops_cleanly(workdir, monkeypatch, bc_checkpoint, capsys):
+    run_dir = workdir / "rl"
+    args = (
+        *FAST,
+        f"init={bc_checkpoint}",
+        "rl.critic_warmup_iters=0",
+        "rl.kl_stop=1e-12",
+        "rl.kl_stop_patience=2",
+        "total_env_steps=10000",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert run(monkeypatch, rl_cli, *args) == 3
+    err = capsys.readouterr().err
+    assert "diverging update" in err and "kl_stop" in err
+    assert load_training_state(run_dir)["step"] == 2
+    load_policy(run_dir)
+
+
+def test_demo_bc_loss_runs(workdir, monkeypatch, bc_checkpoint):
+    data = bc_checkpoint.parent / "reach.hdf5"
+    args = (
+        *FAST,
+        f"init={bc_checkpoint}",
+        "total_env_steps=500",
+        "eval.num_episodes=0",
+        f"rl.demo_dataset={data}",
+        "rl.demo_bc_coef=0.5",
+        "rl.demo_batch_size=8",
+        "rl.critic_warmup_iters=0",
+        "logger=tensorboard",
+        f"hydra.run.dir={workdir / 'r'}",
+    )
+    assert run(monkeypatch, rl_cli, *args) == 0
+    events = EventAccumulator(str(workdir / "r" / "tensorboard"))
+    events.Reload()
+    assert "train/demo_bc_loss" in events.Tags()["scalars"]
+
+
+def test_from_scratch_default_run_dir(workdir, monkeypatch):
+    args = (
+        *FAST,
+        "total_env_steps=300",
+        "eval.num_episodes=0",
+        "rl.scratch.hidden_dims=[16]",
+        "rl.scratch.reset_samples=32",
+        "logger=none",
+    )
+    assert run(monkeypatch, rl_cli, *args) == 0
+    [run_dir] = workdir.glob("outputs/*/*_ppo_reach")
+    policy = load_policy(run_dir)
+    assert policy.name == "bc" and policy.cfg.head == "gaussian"
+
+
+def test_bad_config_is_rejected(workdir, monkeypatch, capsys):
+    assert run(monkeypatch, rl_cli, *FAST, "rl.schedule=cosine") == 2
+    assert "rl.schedule" in capsys.readouterr().err
+    assert run(monkeypatch, rl_cli, *FAST, "init=/nonexistent/ckpt") == 2
+    assert "does not exist" in capsys.readouterr().err
