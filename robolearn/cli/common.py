@@ -13,14 +13,18 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from pathlib import Path
+from typing import NoReturn, TypeVar
 
 from hydra.errors import CompactHydraException
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
 
 #: Exceptions our own checks raise for bad input (DatasetError is a ValueError).
 BAD_INPUT = (ValueError, OSError, KeyError)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+Settings = TypeVar("Settings")
 
 
 def fail(prog: str, error: BaseException | str) -> NoReturn:
@@ -41,6 +45,25 @@ def run_hydra_main(prog: str, hydra_main: Callable[[], None]) -> None:
             hydra_main()
         except CompactHydraException as e:
             fail(prog, _hydra_message(e))
+
+
+def checkpoint_settings(
+    prog: str, cfg: DictConfig, schema: type[Settings], purpose: str
+) -> tuple[Settings, Path]:
+    """The validated settings of a command that takes ``checkpoint=`` and the checkpoint dir it
+    names (a run dir resolves to its last checkpoint); bad input fails with a one-line error."""
+    from robolearn.checkpoint import resolve_checkpoint
+    from robolearn.utils.config import from_dict
+
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        fail(prog, f"give the policy to {purpose}: checkpoint=<run dir or checkpoint dir>")
+    data = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(data, dict)
+    try:
+        settings = from_dict(schema, data)
+        return settings, resolve_checkpoint(to_absolute_path(settings.checkpoint))
+    except BAD_INPUT as e:
+        fail(prog, e)
 
 
 def one_line(message: str) -> str:

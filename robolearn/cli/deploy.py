@@ -29,13 +29,18 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import robolearn
 from robolearn.assets import conf_dir
-from robolearn.checkpoint import check_policy_env_compatible, load_policy, resolve_checkpoint
-from robolearn.cli.common import BAD_INPUT, EXIT_INTERRUPTED, fail, run_hydra_main
+from robolearn.checkpoint import check_policy_env_compatible, load_policy
+from robolearn.cli.common import (
+    BAD_INPUT,
+    EXIT_INTERRUPTED,
+    checkpoint_settings,
+    fail,
+    run_hydra_main,
+)
 from robolearn.cli.eval import _task_of
 from robolearn.real.control_loop import ControlLoop, EpisodeResult, LoopConfig
 from robolearn.real.drivers import make_robot
@@ -48,7 +53,6 @@ from robolearn.real.safety import (
     start_keyboard_estop,
 )
 from robolearn.tasks import make_task
-from robolearn.utils.config import from_dict
 from robolearn.utils.stats import wilson_interval
 
 PROG = "robolearn-deploy"
@@ -114,15 +118,7 @@ class DeployReport:
 
 @hydra.main(config_path=str(conf_dir()), config_name="deploy", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    if OmegaConf.is_missing(cfg, "checkpoint"):
-        fail(PROG, "give the policy to deploy: checkpoint=<run dir or checkpoint dir>")
-    data = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(data, dict)
-    try:
-        settings = from_dict(DeploySettings, data)
-        checkpoint = resolve_checkpoint(to_absolute_path(settings.checkpoint))
-    except BAD_INPUT as e:
-        fail(PROG, e)
+    settings, checkpoint = checkpoint_settings(PROG, cfg, DeploySettings, "deploy")
     report = run_deployment(settings, checkpoint, Path(HydraConfig.get().runtime.output_dir))
     if report.exit_code:
         raise SystemExit(report.exit_code)

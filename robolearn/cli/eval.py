@@ -19,20 +19,23 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from robolearn.assets import conf_dir
 from robolearn.checkpoint import (
     check_policy_env_compatible,
     load_config,
     load_policy,
-    resolve_checkpoint,
 )
-from robolearn.cli.common import BAD_INPUT, EXIT_INTERRUPTED, fail, run_hydra_main
+from robolearn.cli.common import (
+    BAD_INPUT,
+    EXIT_INTERRUPTED,
+    checkpoint_settings,
+    fail,
+    run_hydra_main,
+)
 from robolearn.envs.vec_env import VecEnv
 from robolearn.eval.evaluate import EVAL_INFO_FILE, EvalResult, evaluate
-from robolearn.utils.config import from_dict
 
 PROG = "robolearn-eval"
 
@@ -72,15 +75,7 @@ class EvalReport:
 
 @hydra.main(config_path=str(conf_dir()), config_name="eval", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    if OmegaConf.is_missing(cfg, "checkpoint"):
-        fail(PROG, "give the policy to evaluate: checkpoint=<run dir or checkpoint dir>")
-    data = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(data, dict)
-    try:
-        settings = from_dict(EvalSettings, data)
-        checkpoint = resolve_checkpoint(to_absolute_path(settings.checkpoint))
-    except BAD_INPUT as e:
-        fail(PROG, e)
+    settings, checkpoint = checkpoint_settings(PROG, cfg, EvalSettings, "evaluate")
     run_evaluation(settings, checkpoint, Path(HydraConfig.get().runtime.output_dir), PROG)
 
 

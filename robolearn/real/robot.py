@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from types import TracebackType
+from typing import TypeVar
 
 import numpy as np
 
 from robolearn.spec import ActionSpec, ObsSpec
 
 Observation = dict[str, np.ndarray]
+Device = TypeVar("Device", bound="Connectable")
 
 
 def hold_action(spec: ActionSpec, previous: np.ndarray | None = None) -> np.ndarray:
@@ -39,7 +41,30 @@ class RobotError(RuntimeError):
     """A driver fault: connection lost, command refused, hardware error."""
 
 
-class Robot(ABC):
+class Connectable(ABC):
+    """A device with a connection: a context manager that connects on entry and disconnects
+    on exit, whatever ended the block (robots, cameras and teleop devices share it)."""
+
+    @abstractmethod
+    def connect(self) -> None: ...
+
+    @abstractmethod
+    def disconnect(self) -> None: ...
+
+    def __enter__(self: Device) -> Device:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.disconnect()
+
+
+class Robot(Connectable):
     """Connect, read observations, send actions, disconnect.
 
     Drivers document their contract in their docstring: units and frames of each observation
@@ -93,15 +118,3 @@ class Robot(ABC):
         then asks the operator to reset the scene.
         """
         raise NotImplementedError(f"{self.name} cannot reset the scene by itself")
-
-    def __enter__(self) -> Robot:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.disconnect()

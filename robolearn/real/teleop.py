@@ -39,14 +39,15 @@ import select
 import sys
 import termios
 import tty
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
 
 from robolearn.real.drivers.vendor import import_vendor, resolve_callable
+from robolearn.real.robot import Connectable
 
 
 class TeleopEvent(enum.Enum):
@@ -120,7 +121,7 @@ def _key_source(source: KeySource | str | None) -> KeySource:
     return source
 
 
-class Teleop(ABC):
+class Teleop(Connectable):
     """A teleoperation device: motion from :meth:`_motion`, episode keys and gripper shared."""
 
     device = "teleop"
@@ -181,18 +182,6 @@ class Teleop(ABC):
 
     def toggle_gripper(self) -> None:
         self.gripper_closed = not self.gripper_closed
-
-    def __enter__(self) -> Teleop:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.disconnect()
 
 
 #: motion key -> (axis of the 6-vector, sign)

@@ -17,15 +17,15 @@ wrong size, a failed grab or a timeout raises :class:`RobotError`; nothing is re
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from robolearn.real.drivers.vendor import import_vendor
-from robolearn.real.robot import RobotError
+from robolearn.real.robot import Connectable, RobotError
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Frame:
     timestamp: float  # time.monotonic() at capture
 
 
-class Camera(ABC):
+class Camera(Connectable):
     """A colour camera giving fixed-size RGB frames."""
 
     kind = "camera"
@@ -65,18 +65,6 @@ class Camera(ABC):
                 f"{self.shape} uint8 (does the device support {self.width}x{self.height}?)"
             )
         return np.ascontiguousarray(image)
-
-    def __enter__(self) -> Camera:
-        self.connect()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.disconnect()
 
 
 class OpenCVCamera(Camera):
