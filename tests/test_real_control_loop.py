@@ -288,3 +288,24 @@ def test_sim_robot_process_death_is_a_driver_error(tmp_path):
         assert safe.fault is not None and safe.fault.kind == "driver_error"
     finally:
         robot.disconnect()
+
+
+def test_a_robot_that_cannot_reset_waits_for_the_operator(twin, tmp_path, monkeypatch, caplog):
+    """A real arm cannot reset the scene: the loop holds for ``manual_reset_s`` (Enter is the
+    e-stop, so no prompt), then runs the episode from wherever the scene is."""
+
+    def cannot_reset():
+        raise NotImplementedError("sim-as-real cannot reset the scene by itself")
+
+    monkeypatch.setattr(twin, "reset", cannot_reset)
+    start = time.monotonic()
+    (result,), _, path = run(twin, tmp_path, max_steps=4, manual_reset_s=0.3)
+    assert result.timestamps[0] - start >= 0.3  # sleep guarantees at least its duration
+    assert "reset the scene by hand" in caplog.text
+    assert result.fault is None and result.steps == 4
+    assert recorded(path)[0] == [4]
+
+
+def test_manual_reset_time_is_validated():
+    with pytest.raises(ValueError, match="manual_reset_s"):
+        LoopConfig(manual_reset_s=-1.0)

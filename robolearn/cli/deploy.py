@@ -91,6 +91,7 @@ class DeploySettings:
     ensemble_m: float = 0.01
     late_action: str = "drop"
     stop_on_success: bool = True
+    manual_reset_s: float = 10.0
     record: bool = True
     keyboard_estop: bool = True
     use_ema: bool = True
@@ -139,6 +140,7 @@ def run_deployment(settings: DeploySettings, checkpoint: Path, out_dir: Path) ->
             ensemble_m=settings.ensemble_m,
             late_action=settings.late_action,
             stop_on_success=settings.stop_on_success,
+            manual_reset_s=settings.manual_reset_s,
         )
         robot = make_robot(
             settings.robot.driver,

@@ -35,6 +35,7 @@ action before a fault has none, and is left out).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -46,7 +47,7 @@ import torch
 
 from robolearn.real.faults import Fault, FaultError
 from robolearn.real.recorder import EpisodeRecorder
-from robolearn.real.robot import Observation, hold_action
+from robolearn.real.robot import Observation, Robot, hold_action
 from robolearn.real.safety import SafetyLayer
 
 if TYPE_CHECKING:
@@ -54,6 +55,19 @@ if TYPE_CHECKING:
 
 CHUNKING = ("receding", "ensemble")
 LATE_ACTIONS = ("drop", "send")
+log = logging.getLogger(__name__)
+
+
+def start_episode(robot: Robot, manual_reset_s: float) -> None:
+    """Reset the robot for a new episode. A robot that cannot reset the scene by itself (a real
+    arm: ``reset`` raises ``NotImplementedError``) leaves it to the operator: the arm holds while
+    a countdown of ``manual_reset_s`` runs, Ctrl-C stopping it like any e-stop. A countdown rather
+    than "press Enter": Enter on the terminal is the keyboard e-stop."""
+    try:
+        robot.reset()
+    except NotImplementedError as e:
+        log.warning("%s: reset the scene by hand; next episode in %.0f s", e, manual_reset_s)
+        time.sleep(manual_reset_s)
 
 
 @dataclass(frozen=True)
@@ -64,8 +78,11 @@ class LoopConfig:
     ensemble_m: float = 0.01  # ensemble weights exp(-m * i), i = 0 the oldest chunk
     late_action: str = "drop"  # drop (send the hold action instead) | send
     stop_on_success: bool = True
+    manual_reset_s: float = 10.0  # a robot that cannot reset itself: time to reset by hand
 
     def __post_init__(self) -> None:
+        if self.manual_reset_s < 0:
+            raise ValueError(f"manual_reset_s must be >= 0, got {self.manual_reset_s}")
         if self.max_steps <= 0:
             raise ValueError(f"max_steps must be positive, got {self.max_steps}")
         if self.rate_hz < 0:
@@ -167,7 +184,7 @@ class ControlLoop:
         cfg, robot = self.config, self.robot
         result = EpisodeResult(self.period)
         self._begin()
-        robot.reset()
+        start_episode(robot, cfg.manual_reset_s)
         if self.recorder is not None:
             self.recorder.start_episode()
         previous: tuple[Observation, np.ndarray] | None = None
