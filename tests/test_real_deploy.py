@@ -4,10 +4,10 @@ recorded, a spec mismatch is refused naming the key, a fault ends the run with s
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from console import run
 
 from robolearn.cli import deploy as deploy_cli
 from robolearn.cli import train as train_cli
@@ -15,17 +15,6 @@ from robolearn.data.collect import collect
 from robolearn.data.hdf5 import validate_dataset
 
 FAST = ("rate_hz=100", "max_steps=8", "keyboard_estop=false", "threads=1")
-
-
-def run(cli, *overrides: str) -> int:
-    """A console script in-process (Hydra and all); its exit status."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", [cli.PROG, *overrides])
-        try:
-            cli.main()
-        except SystemExit as e:
-            return int(e.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def start_episode(robot: Robot, manual_reset_s: float) -> None:
     try:
         robot.reset()
     except NotImplementedError as e:
-        log.warning("%s: reset the scene by hand; next episode in %.0f s", e, manual_reset_s)
+        log.warning("%s: reset the scene by hand; next episode in %.1f s", e, manual_reset_s)
         time.sleep(manual_reset_s)
 
 
