@@ -165,27 +165,60 @@ def resolve_checkpoint(path: PathLike) -> Path:
     )
 
 
-def load_policy(path: PathLike, device: str | torch.device = "cpu", use_ema: bool = True) -> Policy:
+def load_policy(
+    path: PathLike,
+    device: str | torch.device = "cpu",
+    use_ema: bool = True,
+    config_changes: Mapping[str, Any] | None = None,
+) -> Policy:
     """Rebuild the policy a checkpoint (or a run dir's last one) holds, in eval mode.
 
-    Uses the EMA weights when the checkpoint has them and ``use_ema``.
+    Uses the EMA weights when the checkpoint has them and ``use_ema``. ``config_changes``
+    replaces entries of the saved policy config before the policy is built: settings that hold
+    no weights, such as the sampler of a diffusion policy (``{"sampler": "ddpm"}``), its number
+    of steps, or ``n_action_steps``, so that one checkpoint can be evaluated several ways. A
+    key the policy's config lacks, or a change that alters the network (its weights then do
+    not fit), raises ``ValueError`` naming it.
     """
     ckpt = resolve_checkpoint(path)
     meta = read_spec(ckpt)
     cls = policy_class(meta["policy"]["name"])
-    cfg = from_dict(cls.Config, meta["policy"]["config"])
+    saved = meta["policy"]["config"]
+    changes = dict(config_changes or {})
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(cls.Config)})
+    if unknown:
+        raise ValueError(
+            f"policy config change {unknown[0]!r}: policy {cls.name!r} has no such setting"
+        )
+    cfg = from_dict(cls.Config, _merged(saved, changes), "policy.")
     policy = cls(cfg, ObsSpec.from_dict(meta["obs_spec"]), Normalizer(meta["normalizer"]))
     tensors = load_file(ckpt / MODEL_FILE)
     has_ema = any(k.startswith(EMA_PREFIX) for k in tensors)
     prefix = EMA_PREFIX if use_ema and has_ema else POLICY_PREFIX
     weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-    missing, unexpected = policy.load_state_dict(weights, strict=False)
+    does_not_fit = f"checkpoint {ckpt} does not fit policy {cls.name!r}" + (
+        f" with config changes {changes}" if changes else ""
+    )
+    try:
+        missing, unexpected = policy.load_state_dict(weights, strict=False)
+    except RuntimeError as err:  # a weight of another shape
+        raise ValueError(f"{does_not_fit}: {str(err).splitlines()[-1].strip()}") from None
     if missing or unexpected:
         raise ValueError(
-            f"checkpoint {ckpt} does not fit policy {cls.name!r}: "
-            f"missing weights {missing[:5]}, unexpected weights {unexpected[:5]}"
+            f"{does_not_fit}: missing weights {missing[:5]}, unexpected weights {unexpected[:5]}"
         )
     return policy.to(device).eval()
+
+
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied key by key, nested mappings merged rather than replaced
+    (``{"mlp": {"hidden_dim": 64}}`` keeps the saved ``mlp.num_blocks``)."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            value = _merged(merged[key], value)
+        merged[key] = value
+    return merged
 
 
 def read_spec(path: PathLike) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import random
 
@@ -110,6 +111,22 @@ def test_ema_weights_are_chosen_when_present(tmp_path):
     torch.testing.assert_close(
         load_policy(ckpt, use_ema=False).predict_action(window), policy.predict_action(window)
     )
+
+
+def test_config_changes_rebuild_the_policy_with_the_same_weights(tmp_path):
+    policy = make_policy()
+    ckpt = save_checkpoint(tmp_path / "ckpt", policy, config=config())
+    changed = load_policy(ckpt, config_changes={"n_action_steps": 1})
+    assert changed.cfg == dataclasses.replace(CFG, n_action_steps=1)
+    torch.testing.assert_close(
+        changed.predict_action(obs_window()), policy.predict_action(obs_window())
+    )
+    with pytest.raises(ValueError, match="'n_action_step'.*no such setting"):
+        load_policy(ckpt, config_changes={"n_action_step": 1})
+    with pytest.raises(ValueError, match="policy.n_action_steps.*integer"):
+        load_policy(ckpt, config_changes={"n_action_steps": "two"})
+    with pytest.raises(ValueError, match="does not fit policy 'tiny' with config changes"):
+        load_policy(ckpt, config_changes={"horizon": 8, "n_action_steps": 2})  # another net
 
 
 def test_failed_save_leaves_no_checkpoint_and_last_intact(tmp_path, monkeypatch):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import mujoco
 import numpy as np
 import pytest
+import torch
 
 from robolearn.cli import collect as cli
 from robolearn.data.collect import collect
 from robolearn.data.hdf5 import DemoFile, EpisodeWriter, validate_dataset
+from robolearn.experts import make_expert
 from robolearn.sim.scene import build_model
 from robolearn.tasks import make_task
 from robolearn.utils.stats import wilson_interval
@@ -146,3 +149,31 @@ def test_failed_episodes_are_complete_and_kept_only_when_asked(tmp_path):
     assert not (tmp_path / "none.hdf5").exists() and list(tmp_path.iterdir()) == [
         tmp_path / "failed.hdf5"
     ]
+
+
+def test_action_noise_executes_noisy_actions_and_records_the_experts(tmp_path):
+    """DART demos: the worlds drift off the noise-free trajectories, and every recorded action is
+    what the (stateless) reach expert says at the recorded observation, not the noisy one."""
+    paths = {}
+    for noise in (0.0, 0.3):
+        result = collect(
+            "reach", 2, tmp_path / f"n{noise}.hdf5", num_envs=2, action_noise=noise, progress=False
+        )
+        paths[noise] = result.path
+    expert = make_expert("reach", 1, "cpu")
+    with DemoFile(paths[0.0]) as clean, DemoFile(paths[0.3]) as noisy:
+        args = json.loads(noisy.file["data"].attrs["env_args"])
+        assert args["collection"]["action_noise"] == 0.3
+        name = noisy.demos[0]
+        episode = noisy.episode(name)
+        obs = {k: torch.as_tensor(v) for k, v in episode["obs"].items()}
+        policy_keys = ("eef_pos", "eef_quat", "target_pos")
+        labels = expert({k: obs[k] for k in policy_keys})
+        np.testing.assert_allclose(episode["actions"], labels.numpy(), atol=1e-5)
+        steps = min(clean.num_samples(name), noisy.num_samples(name))
+        drift = np.abs(
+            clean.episode(name)["obs"]["eef_pos"][:steps] - episode["obs"]["eef_pos"][:steps]
+        )
+        assert drift.max() > 1e-3
+    with pytest.raises(ValueError, match="action_noise"):
+        collect("reach", 1, tmp_path / "bad.hdf5", action_noise=-0.1, progress=False)

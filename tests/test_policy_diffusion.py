@@ -16,6 +16,7 @@ from robolearn.policies import policy_class
 from robolearn.policies.bc import BCConfig, BCPolicy
 from robolearn.policies.denoisers import TransformerConfig, UnetConfig
 from robolearn.policies.diffusion import DiffusionConfig, DiffusionPolicy
+from robolearn.policies.edm import noise_input
 from robolearn.policies.ema import EMA
 from robolearn.spec import ActionSpec, ObsSpec, TermSpec
 from robolearn.utils.config import from_dict
@@ -73,7 +74,7 @@ def test_registry_and_yaml_defaults():
     assert from_dict(DiffusionConfig, data) == DiffusionConfig()
 
 
-@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+@pytest.mark.parametrize("denoiser", ["unet", "transformer", "mlp"])
 def test_predict_action_shape_and_bounds(lift_data, denoiser):
     # Action statistics 100x narrower than the data: samples land far outside the bounds.
     stats = lift_data.normalizer.to_dict()
@@ -110,11 +111,44 @@ def test_oracle_denoiser_makes_the_sampler_return_the_target(lift_data, sampler,
     torch.testing.assert_close(policy.sample_normalized(features), target, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("denoiser", ["unet", "transformer"])
+@pytest.mark.parametrize("denoiser", ["unet", "transformer", "mlp"])
 def test_loss_falls_on_lift_demos(lift_data, denoiser):
     losses = train(lift_policy(lift_data, denoiser=denoiser), lift_data.batch, 60)
     start, end = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert end < 0.6 * start, (start, end)
+
+
+class TimeRecorder(nn.Module):
+    """Predicts zeros and records the time input it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        self.times.append(torch.as_tensor(t).float().expand(x.shape[0]).clone())
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_mlp_sees_edm_noise_level_and_unet_the_step_index(lift_data, sampler):
+    """The MLP embeds its time input linearly: it must get ln(σ_t)/4 (EDM's input for the same
+    noise, O(1)) in training and sampling alike; the sinusoidal networks keep the step index."""
+    mlp = lift_policy(lift_data, denoiser="mlp", sampler=sampler)
+    alphas = mlp.noise_scheduler.alphas_cumprod
+    expected = noise_input(((1 - alphas) / alphas).sqrt())
+    torch.testing.assert_close(mlp.time_input, expected)
+    assert expected.abs().max() < 2.5
+    for policy, table in ((mlp, expected), (lift_policy(lift_data), torch.arange(100.0))):
+        policy.denoiser = recorder = TimeRecorder()
+        policy.sample_normalized(torch.zeros(3, policy.obs_feature_dim))
+        steps = policy.sampler.timesteps
+        assert len(recorder.times) == len(steps)
+        torch.testing.assert_close(torch.stack([t[0] for t in recorder.times]), table[steps])
+        recorder.times.clear()
+        policy.compute_loss(window(lift_data.batch, slice(16)))
+        (t,) = recorder.times
+        assert torch.isin(t, table).all()
 
 
 class ZeroDenoiser(nn.Module):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+from console import run
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -39,16 +40,6 @@ TINY = {
 FAST = ("train.batch_size=32", "train.log_every=5", "train.progress=false", "threads=1")
 
 
-def run(monkeypatch, cli, *overrides: str) -> int:
-    """Run a console script in-process (Hydra and all); its exit status."""
-    monkeypatch.setattr(sys, "argv", [cli.PROG, *overrides])
-    try:
-        cli.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
 @pytest.fixture(scope="module")
 def lift_demos(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "lift.hdf5"
@@ -63,9 +54,9 @@ def workdir(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def train(monkeypatch, policy: str, run_dir: Path, dataset: Path, *overrides: str) -> int:
+def train(policy: str, run_dir: Path, dataset: Path, *overrides: str) -> int:
     args = (*TINY[policy], *FAST, f"dataset={dataset}", f"hydra.run.dir={run_dir}")
-    return run(monkeypatch, train_cli, *args, *overrides)
+    return run(train_cli, *args, *overrides)
 
 
 def weights(checkpoint: Path) -> dict:
@@ -77,7 +68,7 @@ def test_train_then_eval(workdir, monkeypatch, lift_demos, policy):
     run_dir = workdir / "run"
     args = ("train.steps=24", "train.checkpoint_every=10", "train.valid_every=12")
     sim_eval = ("train.eval_every=24", "train.eval_episodes=2", "train.eval_envs=2")
-    assert train(monkeypatch, policy, run_dir, lift_demos, *args, *sim_eval) == 0
+    assert train(policy, run_dir, lift_demos, *args, *sim_eval) == 0
     steps = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert steps == ["step_0000010", "step_0000020", "step_0000024"]
     assert (run_dir / "last").read_text().strip() == "checkpoints/step_0000024"
@@ -92,7 +83,6 @@ def test_train_then_eval(workdir, monkeypatch, lift_demos, policy):
 
     eval_dir = workdir / "eval"
     status = run(
-        monkeypatch,
         eval_cli,
         f"checkpoint={run_dir}",
         "num_episodes=4",
@@ -106,9 +96,31 @@ def test_train_then_eval(workdir, monkeypatch, lift_demos, policy):
     assert info["task"] == "lift" and info["n_episodes"] == 4 and len(info["episode_success"]) == 4
 
 
+def test_eval_changes_the_sampler_of_a_checkpoint(workdir, monkeypatch, capsys, lift_demos):
+    """``+policy.<key>=`` evaluates one checkpoint with other weightless settings (DDIM-10 ->
+    DDPM-100 of diffusion_cpu's MLP); a key the policy lacks, or one that changes the network,
+    is a one-line error."""
+    run_dir = workdir / "run"
+    args = ("policy=diffusion_cpu", "policy.mlp.hidden_dim=32", "policy.mlp.num_blocks=1")
+    args += (*FAST, f"dataset={lift_demos}", f"hydra.run.dir={run_dir}", "train.steps=2")
+    assert run(train_cli, *args) == 0
+    common = (f"checkpoint={run_dir}", "num_episodes=2", "num_envs=2", "progress=false")
+    eval_dir = workdir / "eval"
+    ddpm = ("+policy.sampler=ddpm", f"hydra.run.dir={eval_dir}")
+    assert run(eval_cli, *common, *ddpm) == 0
+    assert json.loads((eval_dir / "eval_info.json").read_text())["n_episodes"] == 2
+    for change, message in (
+        ("+policy.samplr=ddpm", "policy config change 'samplr': policy 'diffusion' has no such"),
+        ("+policy.mlp.hidden_dim=64", "does not fit policy 'diffusion' with config changes"),
+    ):
+        assert run(eval_cli, *common, change) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and err.startswith("robolearn-eval: error: ") and "\n" not in err
+
+
 def test_default_run_dir(workdir, monkeypatch, lift_demos):
     args = (*TINY["bc"], *FAST, f"dataset={lift_demos}", "train.steps=2")
-    assert run(monkeypatch, train_cli, *args) == 0
+    assert run(train_cli, *args) == 0
     [run_dir] = workdir.glob("outputs/*/*_bc_lift")
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "last").is_file()
 
@@ -120,7 +132,7 @@ def test_multirun(workdir, monkeypatch, lift_demos, launcher):
             "hydra_plugins.hydra_joblib_launcher", reason="pip install robolearn[joblib]"
         )
     args = ("-m", f"launcher={launcher}", *TINY["bc"], *FAST, f"dataset={lift_demos}")
-    assert run(monkeypatch, train_cli, *args, "train.steps=1,2") == 0
+    assert run(train_cli, *args, "train.steps=1,2") == 0
     runs = sorted(workdir.glob("outputs/*/*_sweep_lift/*_bc_lift"))
     assert [r.name for r in runs] == ["0_bc_lift", "1_bc_lift"]
     assert [(r / "last").read_text().strip() for r in runs] == [
@@ -133,7 +145,7 @@ def test_resume_is_exact_and_ctrl_c_saves(workdir, monkeypatch, lift_demos, caps
     """2N steps in one go == N steps, Ctrl-C, resume for N more: the same weights, EMA too."""
     n = 8
     args = (f"train.steps={2 * n}", "train.checkpoint_every=3", "train.valid_every=5")
-    assert train(monkeypatch, "edm", workdir / "whole", lift_demos, *args) == 0
+    assert train("edm", workdir / "whole", lift_demos, *args) == 0
 
     real_step = Trainer._train_step
 
@@ -144,7 +156,7 @@ def test_resume_is_exact_and_ctrl_c_saves(workdir, monkeypatch, lift_demos, caps
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "_train_step", interrupt_at_n)
-        assert train(monkeypatch, "edm", workdir / "cut", lift_demos, *args) == 130
+        assert train("edm", workdir / "cut", lift_demos, *args) == 130
     err = capsys.readouterr().err
     assert f"interrupted at step {n}" in err
     assert f"resume with: robolearn-train resume={workdir / 'cut'}" in err
@@ -152,7 +164,7 @@ def test_resume_is_exact_and_ctrl_c_saves(workdir, monkeypatch, lift_demos, caps
 
     resumed = workdir / "resumed"
     status = run(
-        monkeypatch, train_cli, f"resume={workdir / 'cut'}", "train.progress=false",
+        train_cli, f"resume={workdir / 'cut'}", "train.progress=false",
         f"hydra.run.dir={resumed}",
     )  # fmt: skip
     assert status == 0
@@ -177,12 +189,10 @@ def test_sigint_stops_after_the_step_and_resumes(workdir, monkeypatch, lift_demo
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "_train_step", sigint_at_3)
-        assert train(monkeypatch, "bc", workdir / "run", lift_demos, "train.steps=10") == 130
+        assert train("bc", workdir / "run", lift_demos, "train.steps=10") == 130
     assert "interrupted at step 4" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is handler_before  # handler restored
-    status = run(
-        monkeypatch, train_cli, f"resume={workdir / 'run'}", f"hydra.run.dir={workdir / 'more'}"
-    )
+    status = run(train_cli, f"resume={workdir / 'run'}", f"hydra.run.dir={workdir / 'more'}")
     assert status == 0
     assert (workdir / "more" / "last").read_text().strip() == "checkpoints/step_0000010"
 
@@ -217,15 +227,15 @@ def test_bad_input_is_one_clear_line(workdir, monkeypatch, capsys, lift_demos, o
     if "dataset=reach.hdf5" in overrides:
         collect("reach", 2, workdir / "reach.hdf5", num_envs=2, progress=False)
     args = ("policy=bc", f"dataset={lift_demos}", "train.progress=false", *overrides)
-    assert run(monkeypatch, train_cli, *args) == 2
+    assert run(train_cli, *args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.startswith("robolearn-train: error: ") and "\n" not in err
     assert not (workdir / "outputs").exists() or not list((workdir / "outputs").rglob("last"))
 
 
 def test_resume_refuses_to_change_the_model(workdir, monkeypatch, capsys, lift_demos):
-    assert train(monkeypatch, "bc", workdir / "run", lift_demos, "train.steps=2") == 0
-    status = run(monkeypatch, train_cli, f"resume={workdir / 'run'}", "policy.horizon=4")
+    assert train("bc", workdir / "run", lift_demos, "train.steps=2") == 0
+    status = run(train_cli, f"resume={workdir / 'run'}", "policy.horizon=4")
     assert status == 2
     assert "cannot override 'policy.horizon' when resuming" in capsys.readouterr().err
 
@@ -241,14 +251,14 @@ def test_resume_refuses_to_change_the_model(workdir, monkeypatch, capsys, lift_d
 )
 def test_eval_bad_input(workdir, monkeypatch, capsys, overrides, message):
     (workdir / "empty_dir").mkdir()
-    assert run(monkeypatch, eval_cli, *overrides) == 2
+    assert run(eval_cli, *overrides) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.startswith("robolearn-eval: error: ") and "\n" not in err
 
 
 def test_wandb_missing_is_a_clear_error(workdir, monkeypatch, capsys, lift_demos):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import fails as if not installed
-    assert train(monkeypatch, "bc", workdir / "run", lift_demos, "logger=wandb") == 2
+    assert train("bc", workdir / "run", lift_demos, "logger=wandb") == 2
     assert 'logger=wandb needs the wandb package: pip install "robolearn[wandb]"' in (
         capsys.readouterr().err
     )
@@ -258,7 +268,7 @@ def test_wandb_offline_needs_no_network(workdir, monkeypatch, lift_demos):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
     args = ("train.steps=2", "logger=wandb", "logger.mode=offline")
-    assert train(monkeypatch, "bc", workdir / "run", lift_demos, *args) == 0
+    assert train("bc", workdir / "run", lift_demos, *args) == 0
     assert list((workdir / "run" / "wandb").glob("offline-run-*"))
 
 
@@ -270,7 +280,7 @@ def test_main_job_tiny(workdir, monkeypatch, capsys):
         "collect.progress=false", "eval.num_episodes=4", "eval.num_envs=4", "eval.video=false",
         "eval.progress=false", "hydra.run.dir=main",
     )  # fmt: skip
-    assert run(monkeypatch, main_cli, *args) == 0
+    assert run(main_cli, *args) == 0
     assert (workdir / "datasets" / "lift_expert.hdf5").is_file()
     out = capsys.readouterr().out
     assert "success (95% CI)" in out and "edm" in out

@@ -59,6 +59,7 @@ class CollectSettings:
     valid_fraction: float = 0.1
     keep_failed: bool = False
     progress: bool = True
+    action_noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def _main(cfg: DictConfig) -> None:
         valid_fraction=settings.valid_fraction,
         keep_failed=settings.keep_failed,
         progress=settings.progress,
+        action_noise=settings.action_noise,
     )
     _report(result)
     if result.interrupted:

@@ -2,9 +2,13 @@
 
     robolearn-eval checkpoint=outputs/2025-06-01/12-00-00_edm_lift
     robolearn-eval checkpoint=<run or checkpoint dir> num_episodes=200 num_envs=100 video=true
+    robolearn-eval checkpoint=<dir> +policy.sampler=ddpm +policy.n_action_steps=2
 
 The task and its settings come from the checkpoint's config, so the policy meets the env it
-was trained for (a spec mismatch is refused naming the key). Writes ``eval_info.json`` (and
+was trained for (a spec mismatch is refused naming the key). ``policy`` changes settings of the
+saved policy config that hold no weights (a diffusion policy's sampler and its steps, EDM's
+``num_steps``, ``n_action_steps``), so one checkpoint can be evaluated several ways; Hydra needs
+the ``+`` because the keys are the checkpoint's, not ``conf/eval.yaml``'s. Writes ``eval_info.json`` (and
 ``video.mp4``) into the run dir. Exit status: 0 done, 2 bad input, 130 interrupted.
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +60,8 @@ class EvalSettings:
     device: str = "cpu"
     threads: int = 0
     progress: bool = True
+    #: changes to the checkpoint's policy config that hold no weights (e.g. sampler: ddpm)
+    policy: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         for key in ("num_episodes", "num_envs"):
@@ -63,6 +69,8 @@ class EvalSettings:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if not isinstance(self.policy, dict):
+            raise ValueError(f"config key 'policy' must be a mapping, got {self.policy!r}")
 
 
 @dataclass
@@ -87,7 +95,11 @@ def run_evaluation(
     try:
         if settings.threads:
             torch.set_num_threads(settings.threads)
-        policy = load_policy(checkpoint, settings.device, use_ema=settings.use_ema)
+        policy = load_policy(
+            checkpoint, settings.device, use_ema=settings.use_ema, config_changes=settings.policy
+        )
+        if settings.policy:
+            log.info("policy config changes: %s", settings.policy)
         task, task_cfg = _task_of(checkpoint)
         env = VecEnv(
             task,

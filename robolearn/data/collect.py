@@ -16,6 +16,14 @@ STATE_SPEC)`` followed by ``mj_forward`` restores the world at ``obs[t]``. The m
 from ``env_args["env_kwargs"]`` (task name + full task config). Not recorded: simulation time
 (no task depends on it), applied external forces (the collector applies none), and per-world
 domain parameters (constant by default; the ``domain_params`` obs term records them).
+
+``action_noise`` > 0 collects DART-style demos (Laskey et al. 2017): the env executes the
+expert's action plus Gaussian noise (std ``action_noise`` × half the action range), while
+``actions`` records the expert's clean action. The demos then visit the states a slightly-off
+policy reaches and label them with the expert's correction, which is what a cloned policy needs
+to recover from its own drift instead of compounding it. ``states`` still restore ``obs[t]``
+exactly; replaying ``actions`` open-loop does not reproduce the episode (the noise is not
+recorded), so ``env_args["collection"]["action_noise"]`` says so.
 """
 
 from __future__ import annotations
@@ -86,6 +94,7 @@ def collect(
     keep_failed: bool = False,
     max_attempts: int | None = None,
     progress: bool = True,
+    action_noise: float = 0.0,
 ) -> CollectResult:
     """Write ``num_episodes`` expert demos of ``task`` to ``output`` and measure the expert.
 
@@ -93,10 +102,13 @@ def collect(
     the time limit. Failed episodes are written only with ``keep_failed``. Collection gives up
     after ``max_attempts`` counted episodes (default ``10 * num_episodes``) so that a broken
     expert cannot loop forever. ``KeyboardInterrupt`` stops it cleanly: the completed episodes
-    are published and the result says ``interrupted``.
+    are published and the result says ``interrupted``. ``action_noise``: see the module
+    docstring (DART noise on the executed actions; the expert's success rate is measured under it).
     """
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes <= 0:
         raise ValueError(f"num_episodes must be a positive integer, got {num_episodes!r}")
+    if not 0 <= action_noise < 1:
+        raise ValueError(f"action_noise must be in [0, 1), got {action_noise!r}")
     path = check_output_path(output, overwrite)  # before any simulation work
     overrides = {"terminate_on_success": True, **(task_overrides or {})}
     env = VecEnv(
@@ -110,7 +122,7 @@ def collect(
         expert = make_expert(task, num_envs, env.device, env.task.cfg.control)
         writer = EpisodeWriter(
             path,
-            _env_args(env, backend, type(expert).__name__, seed),
+            _env_args(env, backend, type(expert).__name__, seed, action_noise),
             env.spec,
             overwrite=overwrite,
             valid_fraction=valid_fraction,
@@ -123,7 +135,7 @@ def collect(
         )
         try:
             with writer, bar:
-                _run(env, expert, episodes)
+                _run(env, expert, episodes, action_noise, seed)
         except KeyboardInterrupt:
             result.interrupted = True
         result.path = writer.close()
@@ -174,15 +186,23 @@ class _Episodes:
             self.counting[env_ids] = False
 
 
-def _run(env: VecEnv, expert: ScriptedExpert, episodes: _Episodes) -> None:
+def _run(
+    env: VecEnv, expert: ScriptedExpert, episodes: _Episodes, action_noise: float, seed: int
+) -> None:
     """Step until the target is met, then until every counted in-flight episode has ended."""
     low, high = env.spec.action.low, env.spec.action.high
+    noise_std = action_noise * (torch.as_tensor(high) - torch.as_tensor(low)).to(env.device) / 2
+    generator = torch.Generator(env.device).manual_seed(seed)
     obs, _ = env.reset()
     expert.reset()
     obs_np, state = _numpy_obs(obs), physics_state(env.sim)
     while episodes.counting.any():
-        action = expert(obs["policy"]).clamp(low, high)  # record what the env executes
-        obs, reward, terminated, truncated, info = env.step(action)
+        action = expert(obs["policy"]).clamp(low, high)  # without noise: what the env executes
+        executed = action
+        if action_noise:
+            noise = torch.randn(action.shape, generator=generator, device=action.device)
+            executed = (action + noise_std * noise).clamp(low, high)
+        obs, reward, terminated, truncated, info = env.step(executed)
         done = (terminated | truncated).cpu().numpy()
         next_np = reset_np = _numpy_obs(obs)
         if done.any():  # a finished world's next observation is its last one, not the reset one
@@ -240,7 +260,9 @@ def _column(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
     return mask.reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def _env_args(env: VecEnv, backend: str, expert: str, seed: int) -> dict[str, Any]:
+def _env_args(
+    env: VecEnv, backend: str, expert: str, seed: int, action_noise: float = 0.0
+) -> dict[str, Any]:
     cfg = env.task.cfg
     model = env.model
     return {
@@ -263,5 +285,5 @@ def _env_args(env: VecEnv, backend: str, expert: str, seed: int) -> dict[str, An
             ],
             "mujoco_version": mujoco.__version__,
         },
-        "collection": {"expert": expert, "seed": seed},
+        "collection": {"expert": expert, "seed": seed, "action_noise": action_noise},
     }

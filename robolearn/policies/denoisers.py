@@ -1,8 +1,11 @@
 """Denoising networks for action chunks: ``forward(x (B, H, A), t (B,), cond (B, C)) -> (B, H, A)``.
 
-``t`` is the diffusion time as a float: a DDPM step index (0..99) for the ``diffusion`` policy, a
-continuous noise level such as EDM's ``ln(σ)/4`` for ``edm``. Both networks see it through the
-same sinusoidal embedding of a real number, so one network class serves every sampler.
+``t`` is the diffusion time as a float (a scalar, or one per sample). What it means is the
+caller's choice, made once per policy and network: the U-Net and the transformer see it through
+a sinusoidal embedding, which suits a DDPM step index (0..99, ``diffusion``) as well as a
+continuous level such as EDM's ``ln(σ)/4`` (``edm``); the MLP embeds it linearly, so its callers
+pass a noise level of order 1 — ``ln(σ)/4`` in both policies (``diffusion`` converts its step
+index to the equivalent σ, see :mod:`robolearn.policies.diffusion`).
 
 * :class:`ConditionalUnet1D`: a 1-D temporal U-Net whose residual blocks are FiLM-modulated by
   [observation features, time embedding] (Chi et al.'s design). Built here rather than taken
@@ -11,9 +14,12 @@ same sinusoidal embedding of a real number, so one network class serves every sa
   needs no running statistics.
 * :class:`TransformerDenoiser`: action tokens attend to themselves (optionally causally) and,
   through cross-attention, to condition tokens [time, observation features].
+* :class:`MLPDenoiser`: a FiLM-conditioned residual MLP over the flattened chunk, the cheapest
+  network per evaluation on a CPU (the default policy's, ``conf/policy/edm_cpu.yaml``).
 
-:class:`UnetConfig` / :class:`TransformerConfig` and :func:`build_denoiser` let each policy
-config expose ``denoiser: unet | transformer`` with one sub-config per network.
+:class:`UnetConfig` / :class:`TransformerConfig` / :class:`MLPConfig` and :func:`build_denoiser`
+let each policy config expose ``denoiser: unet | transformer | mlp`` with one sub-config per
+network, so ``edm`` and ``diffusion`` can be compared with the very same network class.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DENOISERS = ("unet", "transformer")
+DENOISERS = ("unet", "transformer", "mlp")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,12 @@ class TransformerConfig:
     n_cond_tokens: int = 2  # the condition vector is projected to this many memory tokens
     dropout: float = 0.1
     causal: bool = True  # action token i attends to tokens <= i only
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    hidden_dim: int = 256
+    num_blocks: int = 3  # FiLM-conditioned residual blocks
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -237,17 +249,79 @@ class TransformerDenoiser(nn.Module):
         return self.head(h)
 
 
+# --- flat-chunk MLP --------------------------------------------------------------------------
+
+
+class FiLMLinearBlock(nn.Module):
+    """Pre-norm residual block; the condition scales and shifts its hidden layer (FiLM)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.inner = nn.Linear(dim, dim)
+        self.film = nn.Linear(dim, 2 * dim)
+        self.outer = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(cond).chunk(2, dim=-1)
+        return h + self.outer(self.inner(self.norm(h)) * (1 + scale) + shift)
+
+
+class MLPDenoiser(nn.Module):
+    """``F(x, noise_level, cond)`` as a FiLM-conditioned residual MLP over the flattened chunk.
+
+    Low-dim chunks are small (16 × 7 numbers): they need no temporal convolution, and an MLP is
+    the cheapest network per evaluation on a CPU (about 1 ms per EDM-3 chunk). Noise level and
+    observation features modulate every block rather than only the input, because F changes
+    character with σ: at σ ≈ 1 it resolves which mode a chunk belongs to, at small σ it only
+    predicts the noise. BESO embeds ``ln σ / 4`` with a linear layer; so does this network, which
+    is why its ``noise_level`` must be an O(1) scalar (a raw DDPM step index of up to 99 would
+    saturate the embedding): the caller converts its own notion of time to it.
+    """
+
+    def __init__(
+        self,
+        action_dim: int,
+        horizon: int,
+        cond_dim: int,
+        hidden_dim: int = MLPConfig.hidden_dim,
+        num_blocks: int = MLPConfig.num_blocks,
+    ):
+        super().__init__()
+        self.chunk_shape = (horizon, action_dim)
+        self.noise_embed = nn.Sequential(nn.Linear(1, hidden_dim), nn.SiLU())
+        self.cond_embed = nn.Sequential(nn.Linear(hidden_dim + cond_dim, hidden_dim), nn.SiLU())
+        self.input = nn.Linear(horizon * action_dim, hidden_dim)
+        self.blocks = nn.ModuleList(FiLMLinearBlock(hidden_dim) for _ in range(num_blocks))
+        self.output = nn.Sequential(
+            nn.LayerNorm(hidden_dim), nn.Linear(hidden_dim, horizon * action_dim)
+        )
+
+    def forward(
+        self, x: torch.Tensor, noise_level: torch.Tensor | float, cond: torch.Tensor
+    ) -> torch.Tensor:
+        level = as_batch_time(noise_level, x).to(x.dtype)
+        c = self.cond_embed(torch.cat([self.noise_embed(level[:, None]), cond], dim=-1))
+        h = self.input(x.flatten(1))
+        for block in self.blocks:
+            h = block(h, c)
+        return self.output(h).view(-1, *self.chunk_shape)
+
+
 def build_denoiser(
     kind: str,
     unet: UnetConfig,
     transformer: TransformerConfig,
+    mlp: MLPConfig,
     action_dim: int,
     horizon: int,
     cond_dim: int,
 ) -> nn.Module:
-    """The ``kind`` network, configured by its sub-config (the other one is ignored)."""
+    """The ``kind`` network, configured by its sub-config (the others are ignored)."""
     if kind == "unet":
         return ConditionalUnet1D(action_dim, cond_dim, **asdict(unet))
     if kind == "transformer":
         return TransformerDenoiser(action_dim, cond_dim, horizon, **asdict(transformer))
+    if kind == "mlp":
+        return MLPDenoiser(action_dim, horizon, cond_dim, **asdict(mlp))
     raise ValueError(f"denoiser must be one of {DENOISERS}, got {kind!r}")

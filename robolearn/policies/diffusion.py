@@ -5,6 +5,18 @@ the clean chunk, ``prediction_type: sample``) with a denoiser conditioned on the
 observation window. Sampling runs diffusers' DDIM (deterministic, ``num_inference_steps``
 steps) or DDPM (ancestral, the full ``num_train_timesteps`` chain) from Gaussian noise.
 
+Any denoiser of :mod:`robolearn.policies.denoisers` serves, ``mlp`` included, so that the
+samplers can be compared with ``edm`` on the very same network class (``diffusion_cpu.yaml``
+vs ``edm_cpu.yaml``). The U-Net and the transformer see the DDPM step index through their
+sinusoidal time embedding. The MLP embeds its time input linearly, as BESO does, and needs an
+O(1) noise level: it gets the step's noise level in EDM's coordinate, ``ln(σ_t)/4`` with
+``σ_t = sqrt((1 − ᾱ_t)/ᾱ_t)``. That is the exact correspondence, not an arbitrary scaling: the
+DDPM input ``x_t = sqrt(ᾱ_t)·a + sqrt(1 − ᾱ_t)·ε`` equals ``(a + σ_t·ε)/sqrt(1 + σ_t²)``, i.e.
+the EDM noisy chunk at σ_t scaled by EDM's ``c_in`` for unit data scale, so the same network sees
+inputs of the same kind at the same level input under both training schemes. (``t/T`` would
+also be O(1), but in a coordinate unrelated to the noise; ``ln(σ_t)/4`` runs from -0.92 at
+t = 0 to 1.9 at t = 99, the range EDM's linear embedding is made for.)
+
 ``clip_sample`` clips each step's estimate of the clean chunk to [-1, 1], the range of
 min-max-normalised actions; keep it on with the default ``minmax`` normaliser.
 
@@ -26,10 +38,12 @@ from robolearn.policies.base import Batch, Policy, PolicyConfig, masked_mean
 from robolearn.policies.chain import DenoisingChain
 from robolearn.policies.denoisers import (
     DENOISERS,
+    MLPConfig,
     TransformerConfig,
     UnetConfig,
     build_denoiser,
 )
+from robolearn.policies.edm import noise_input
 from robolearn.spec import ObsSpec
 
 SAMPLERS = ("ddim", "ddpm")
@@ -39,9 +53,10 @@ BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 
 @dataclass(frozen=True)
 class DiffusionConfig(PolicyConfig):
-    denoiser: str = "unet"  # "unet" | "transformer"
+    denoiser: str = "unet"  # "unet" | "transformer" | "mlp"
     unet: UnetConfig = field(default_factory=UnetConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    mlp: MLPConfig = field(default_factory=MLPConfig)
     num_train_timesteps: int = 100
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"  # what the network predicts: "epsilon" (noise) | "sample"
@@ -101,6 +116,14 @@ class DiffusionPolicy(DenoisingChain, Policy):
         else:
             self.sampler = DDPMScheduler(**schedule)
             self.sampler.set_timesteps(cfg.num_train_timesteps)
+        # The network's time input per DDPM step (see the module docstring); not persistent, so
+        # checkpoints hold weights only and load whichever denoiser they were trained with.
+        alphas_cumprod = self.noise_scheduler.alphas_cumprod
+        if cfg.denoiser == "mlp":
+            time_input = noise_input(((1 - alphas_cumprod) / alphas_cumprod).sqrt())
+        else:
+            time_input = torch.arange(cfg.num_train_timesteps, dtype=torch.float32)
+        self.register_buffer("time_input", time_input.float(), persistent=False)
 
     def build_network(self) -> nn.Module:
         cfg = self.cfg
@@ -108,6 +131,7 @@ class DiffusionPolicy(DenoisingChain, Policy):
             cfg.denoiser,
             cfg.unet,
             cfg.transformer,
+            cfg.mlp,
             self.action_dim,
             cfg.horizon,
             self.obs_feature_dim,
@@ -119,7 +143,7 @@ class DiffusionPolicy(DenoisingChain, Policy):
         noise = torch.randn_like(actions)
         t = torch.randint(self.cfg.num_train_timesteps, (actions.shape[0],), device=actions.device)
         noisy = self.noise_scheduler.add_noise(actions, noise, t)
-        prediction = self.denoiser(noisy, t, cond)
+        prediction = self.denoiser(noisy, self.time_input[t], cond)
         target = noise if self.cfg.prediction_type == "epsilon" else actions
         loss = masked_mean((prediction - target).square(), batch["action_mask"])
         return loss, {"loss": loss.item()}
@@ -137,4 +161,4 @@ class DiffusionPolicy(DenoisingChain, Policy):
     ) -> torch.Tensor:
         """Step ``i`` of the scheduler (DDIM: deterministic; DDPM: draws its own noise)."""
         t = self.sampler.timesteps[i]
-        return self.sampler.step(network(x, t, cond), t, x).prev_sample
+        return self.sampler.step(network(x, self.time_input[t], cond), t, x).prev_sample

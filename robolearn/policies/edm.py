@@ -25,7 +25,7 @@ the training-time σ density or guidance.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -34,17 +34,16 @@ from robolearn.data.normalizer import Normalizer
 from robolearn.encoders import ObservationEncoder
 from robolearn.policies.base import Batch, Policy, PolicyConfig, masked_mean
 from robolearn.policies.chain import DenoisingChain
-from robolearn.policies.denoisers import DENOISERS, TransformerConfig, UnetConfig, build_denoiser
+from robolearn.policies.denoisers import (
+    DENOISERS,
+    MLPConfig,
+    TransformerConfig,
+    UnetConfig,
+    build_denoiser,
+)
 from robolearn.spec import ObsSpec
 
-NETWORKS = (*DENOISERS, "mlp")
 NORMALIZED_ACTION_BOUND = 1.0  # min-max normalised actions live in [-1, 1]
-
-
-@dataclass(frozen=True)
-class MLPConfig:
-    hidden_dim: int = 256
-    num_blocks: int = 3
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,8 @@ class EDMConfig(PolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.denoiser not in NETWORKS:
-            raise ValueError(f"denoiser must be one of {NETWORKS}, got {self.denoiser!r}")
+        if self.denoiser not in DENOISERS:
+            raise ValueError(f"denoiser must be one of {DENOISERS}, got {self.denoiser!r}")
         if self.num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
         for lo, hi in (("sigma_min", "sigma_max"), ("train_sigma_min", "train_sigma_max")):
@@ -137,62 +136,6 @@ def sample_log_logistic(
     return (loc + scale * torch.logit(u)).exp().clamp(sigma_min, sigma_max)
 
 
-# --- networks --------------------------------------------------------------------------------
-
-
-class FiLMLinearBlock(nn.Module):
-    """Pre-norm residual block; the condition scales and shifts its hidden layer (FiLM)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.inner = nn.Linear(dim, dim)
-        self.film = nn.Linear(dim, 2 * dim)
-        self.outer = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim))
-
-    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.film(cond).chunk(2, dim=-1)
-        return h + self.outer(self.inner(self.norm(h)) * (1 + scale) + shift)
-
-
-class MLPDenoiser(nn.Module):
-    """``F(x, noise_level, cond)`` as a FiLM-conditioned residual MLP over the flattened chunk.
-
-    Low-dim chunks are small (16 × 7 numbers): they need no temporal convolution, and an MLP is
-    the cheapest network per evaluation on a CPU (about 1 ms per EDM-3 chunk). Noise level and
-    observation features modulate every block rather than only the input, because F changes
-    character with σ: at σ ≈ 1 it resolves which mode a chunk belongs to, at small σ it only
-    predicts the noise. BESO embeds ``ln σ / 4`` with a linear layer; so does this network.
-    """
-
-    def __init__(
-        self,
-        action_dim: int,
-        horizon: int,
-        cond_dim: int,
-        hidden_dim: int = MLPConfig.hidden_dim,
-        num_blocks: int = MLPConfig.num_blocks,
-    ):
-        super().__init__()
-        self.chunk_shape = (horizon, action_dim)
-        self.noise_embed = nn.Sequential(nn.Linear(1, hidden_dim), nn.SiLU())
-        self.cond_embed = nn.Sequential(nn.Linear(hidden_dim + cond_dim, hidden_dim), nn.SiLU())
-        self.input = nn.Linear(horizon * action_dim, hidden_dim)
-        self.blocks = nn.ModuleList(FiLMLinearBlock(hidden_dim) for _ in range(num_blocks))
-        self.output = nn.Sequential(
-            nn.LayerNorm(hidden_dim), nn.Linear(hidden_dim, horizon * action_dim)
-        )
-
-    def forward(
-        self, x: torch.Tensor, noise_level: torch.Tensor, cond: torch.Tensor
-    ) -> torch.Tensor:
-        c = self.cond_embed(torch.cat([self.noise_embed(noise_level[:, None]), cond], dim=-1))
-        h = self.input(x.flatten(1))
-        for block in self.blocks:
-            h = block(h, c)
-        return self.output(h).view(-1, *self.chunk_shape)
-
-
 # --- policy ----------------------------------------------------------------------------------
 
 
@@ -232,14 +175,11 @@ class EDMPolicy(DenoisingChain, Policy):
 
     def build_network(self) -> nn.Module:
         cfg = self.cfg
-        if cfg.denoiser == "mlp":
-            return MLPDenoiser(
-                self.action_dim, cfg.horizon, self.obs_feature_dim, **asdict(cfg.mlp)
-            )
         return build_denoiser(
             cfg.denoiser,
             cfg.unet,
             cfg.transformer,
+            cfg.mlp,
             self.action_dim,
             cfg.horizon,
             self.obs_feature_dim,

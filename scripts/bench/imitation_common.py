@@ -2,7 +2,8 @@
 
 ``policy_latency.py``, ``train_throughput.py`` and ``policy_success.py`` import this module from
 their own directory (Python puts a script's directory on ``sys.path``). Policies are named by
-their config-group option in ``conf/policy/`` (``bc``, ``diffusion``, ``edm``, ``edm_cpu``), and
+their config-group option in ``conf/policy/`` (``bc``, ``diffusion``, ``diffusion_cpu``, ``edm``,
+``edm_cpu``), and
 their configs are composed with Hydra exactly as ``robolearn-train policy=<name>`` composes them,
 so every benchmark measures the project's defaults unless told otherwise.
 """
@@ -23,7 +24,7 @@ from robolearn.cli.train import RunConfig, TrainJob, parse_config, prepare
 from robolearn.data.collect import CollectResult, collect
 
 #: Config-group options of ``conf/policy/`` the benchmarks know.
-POLICY_CONFIGS = ("bc", "diffusion", "edm", "edm_cpu")
+POLICY_CONFIGS = ("bc", "diffusion", "diffusion_cpu", "edm", "edm_cpu")
 
 
 def logger(prefix: str):

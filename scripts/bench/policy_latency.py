@@ -13,9 +13,9 @@ weights are copied into the three policies, so any difference in time per chunk 
 its number of network evaluations and its per-step arithmetic (diffusers' scheduler step, or EDM's
 preconditioning). Weights are untrained: a network's cost does not depend on its weights, so an
 untrained diffusion policy and an EDM policy with the same weights cost what trained ones cost.
-``--denoiser mlp`` (the EDM-only flat-chunk network of ``conf/policy/edm_cpu.yaml``, the project's
-default policy, with that config's chunk length) is timed by swapping that network into the
-diffusion policy behind a small adapter; ``DiffusionPolicy`` itself does not offer it.
+``--denoiser mlp`` times the flat-chunk MLP of the CPU-sized configs: ``conf/policy/edm_cpu.yaml``
+(the project's default policy) for EDM-3 and ``conf/policy/diffusion_cpu.yaml`` (the same network
+and chunk length) for DDIM-10 / DDPM-100.
 
 What is timed is ``policy.predict_action(obs)`` on a batch-1 observation window: encoding and
 normalising the observations, the sampler loop, un-normalising and clipping, i.e. one re-plan of
@@ -67,20 +67,14 @@ TARGET_VS_DDIM10 = 3.0
 SAMPLERS = ("edm3", "ddim10", "ddpm100")
 NFE = {"edm3": 3, "ddim10": 10, "ddpm100": 100}
 DENOISERS = ("unet", "transformer", "mlp")
+#: Policy configs (EDM, diffusion) each network is timed with.
+CONFIGS = {
+    "unet": ("edm", "diffusion"),
+    "transformer": ("edm", "diffusion"),
+    "mlp": ("edm_cpu", "diffusion_cpu"),
+}
 
 log = logger("policy_latency")
-
-
-class TimeAsBatch(nn.Module):
-    """Lets a network that wants a (B,) noise level take the diffusion samplers' scalar step."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
-        return self.net(x, t, cond)
 
 
 # --- building the policies -----------------------------------------------------------------------
@@ -119,12 +113,11 @@ def build_policies(
     """EDM-3, DDIM-10 and DDPM-100 policies sharing one network's weights (copied, and checked
     equal), from the project's policy configs with only the sampler settings changed."""
     dummy = "unused.hdf5"  # the configs are composed, not run: no dataset is read
-    diffusion_net = "unet" if denoiser == "mlp" else denoiser
-    # mlp: the project's default policy as it is configured (conf/policy/edm_cpu.yaml, which
-    # may also change the chunk length); the diffusion policies get the same window and chunk.
-    edm_name = "edm_cpu" if denoiser == "mlp" else "edm"
+    # mlp: the CPU-sized configs (the project's default policy, edm_cpu.yaml, and its diffusion
+    # counterpart); the diffusion policies get EDM's window and chunk in any case.
+    edm_name, diffusion_name = CONFIGS[denoiser]
     edm_cfg = run_config(edm_name, task, dummy, [f"policy.denoiser={denoiser}"]).policy_cfg
-    diff_cfg = run_config("diffusion", task, dummy, [f"policy.denoiser={diffusion_net}"]).policy_cfg
+    diff_cfg = run_config(diffusion_name, task, dummy, [f"policy.denoiser={denoiser}"]).policy_cfg
     edm_cfg = replace(edm_cfg, num_steps=NFE["edm3"])
     diff_cfg = replace(
         diff_cfg,
@@ -141,21 +134,15 @@ def build_policies(
     edm = EDMPolicy(edm_cfg, spec, normalizer)
     ddim = DiffusionPolicy(ddim_cfg, spec, normalizer)
     ddpm = DiffusionPolicy(ddpm_cfg, spec, normalizer)
-    if denoiser == "mlp":
-        ddim.denoiser = TimeAsBatch(edm.model)
-        ddpm.denoiser = TimeAsBatch(edm.model)
-    else:
-        ddim.denoiser.load_state_dict(edm.model.state_dict())
-        ddpm.denoiser.load_state_dict(edm.model.state_dict())
+    ddim.denoiser.load_state_dict(edm.model.state_dict())
+    ddpm.denoiser.load_state_dict(edm.model.state_dict())
     # The encoders hold no weights of their own for low-dim keys, but copy whatever they hold.
     ddim.encoder.load_state_dict(edm.encoder.state_dict())
     ddpm.encoder.load_state_dict(edm.encoder.state_dict())
     policies: dict[str, Policy] = {"edm3": edm, "ddim10": ddim, "ddpm100": ddpm}
     reference = edm.model.state_dict()
     for name in ("ddim10", "ddpm100"):
-        net = policies[name].denoiser
-        net = net.net if isinstance(net, TimeAsBatch) else net
-        state = net.state_dict()
+        state = policies[name].denoiser.state_dict()
         if state.keys() != reference.keys() or not all(
             torch.equal(state[k], reference[k]) for k in reference
         ):
@@ -165,10 +152,10 @@ def build_policies(
     info = {
         "denoiser": denoiser,
         "edm_config": edm_name,
+        "diffusion_config": diffusion_name,
         "network_class": type(edm.model).__name__,
         "network_parameters": count_parameters(edm.model),
         "identical_weights": True,
-        "diffusion_network_swapped_in": denoiser == "mlp",
         "horizon": edm_cfg.horizon,
         "n_obs_steps": edm_cfg.n_obs_steps,
         "action_dim": spec.action.dim,
@@ -301,7 +288,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--denoiser",
         default="unet",
         choices=DENOISERS,
-        help="the shared network (default: unet; mlp is EDM's own, swapped into diffusion)",
+        help="the shared network (default: unet; mlp: edm_cpu.yaml vs diffusion_cpu.yaml)",
     )
     parser.add_argument(
         "--demos",
