@@ -3,20 +3,29 @@
 On one task, from one small demo set, at equal env-step budgets:
 
 * ``bc``            — BC alone (gaussian head, horizon 1, a few demos): the starting point;
+* ``edm``           — EDM alone (``policy=edm_cpu``, same demos): DPPO's starting point;
 * ``ppo_scratch``   — PPO from a fresh policy (``robolearn-rl`` without ``init``);
+* ``ppo_scratch_dense`` — the same on the task's dense reward, its better chance from scratch;
 * ``ppo_bc_reg``    — PPO from the BC checkpoint with λ·KL(π‖π_BC) (conf/rl/ppo.yaml defaults);
-* ``ppo_bc_noreg``  — the same without demonstration regularisation (``rl.demo_reg_coef=0``).
+* ``ppo_bc_noreg``  — the same without demonstration regularisation (``rl.demo_reg_coef=0``);
+* ``dppo_edm``      — DPPO from the EDM checkpoint (``rl=dppo``).
 
-Each is evaluated by ``evaluate()`` over ``--eval-episodes`` episodes (success with a Wilson 95%
-interval). From each RL run's TensorBoard curve of the training success rate (stochastic actions,
-moving average over ``--smooth`` iterations) it also reports the env steps first needed to reach
-each of ``--levels``: the "PPO from BC reaches a level in <= 1/3 of the steps from scratch" target.
+The other RL runs use conf/rl.yaml's reward: sparse success, episodes ending at success. Each policy
+is evaluated over ``--eval-episodes`` episodes (success with a Wilson 95% interval). From each RL
+run's TensorBoard curve of the training success rate (stochastic actions, mean over ``--smooth``
+iterations) it also reports the env steps first needed to reach each of ``--levels``: the "PPO
+from BC reaches a level in <= 1/3 of the steps from scratch" target. The curve starts once every
+world has finished a whole episode (``num_envs x episode_length`` env steps): before that only
+the short episodes have ended, and successes end episodes early, so the first points are biased
+towards 100%.
 
 Everything goes through the console scripts (robolearn-collect/-train/-eval/-rl), one subprocess
 per stage, so the printed commands are the ones to rerun. Prints JSON, then a markdown table.
+Results accumulate in ``<out>/report.json`` over invocations (a run given again replaces its
+entry), so runs can be added one at a time; demos, BC and EDM are reused when present.
 
-    python scripts/rl_experiments.py --out outputs/rl_exp --demos 10 --budget 5000000
-    python scripts/rl_experiments.py --out /tmp/pilot --demos 10 --budget 300000 --eval-episodes 100
+    python scripts/rl_experiments.py --out outputs/rl_exp --demos 10 --budget 500000
+    python scripts/rl_experiments.py --out /tmp/pilot --demos 10 --budget 300000 --runs ppo_bc_reg
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-RUNS = ("ppo_scratch", "ppo_bc_reg", "ppo_bc_noreg")
+RUNS = ("ppo_bc_reg", "ppo_bc_noreg", "ppo_scratch", "ppo_scratch_dense", "dppo_edm")
+#: Task overrides of a run on the task's own dense reward (RL's default is sparse success).
+DENSE = ("task.reward_type=dense", "task.terminate_on_success=false")
 
 
 def sh(args: list[str], log: Path) -> float:
@@ -54,7 +65,11 @@ def eval_info(path: Path) -> dict[str, Any]:
     }
 
 
-def steps_to_levels(run_dir: Path, levels: list[float], smooth: int) -> dict[str, int | None]:
+def steps_to_levels(
+    run_dir: Path, levels: list[float], smooth: int, skip_steps: int
+) -> dict[str, int | None]:
+    """Env steps at which the mean of ``smooth`` consecutive points of the training success
+    curve (those past ``skip_steps``) first reaches each level; ``None``: never."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
@@ -62,40 +77,83 @@ def steps_to_levels(run_dir: Path, levels: list[float], smooth: int) -> dict[str
     if "rollout/success_rate" not in events.Tags()["scalars"]:
         return {str(level): None for level in levels}
     curve = [(e.step, e.value) for e in events.Scalars("rollout/success_rate")]
+    curve = [(step, v) for step, v in curve if step > skip_steps]
     out: dict[str, int | None] = {}
     for level in levels:
         out[str(level)] = None
-        for i in range(len(curve)):
-            window = [v for _, v in curve[max(0, i - smooth + 1) : i + 1]]
-            if len(window) == min(smooth, i + 1) and sum(window) / len(window) >= level:
+        for i in range(smooth - 1, len(curve)):
+            window = [v for _, v in curve[i - smooth + 1 : i + 1]]
+            if sum(window) / smooth >= level:
                 out[str(level)] = curve[i][0]
                 break
     return out
+
+
+def train_policy(
+    name: str, policy_args: list[str], args: argparse.Namespace, data: Path, out: Path
+) -> tuple[list[str], float | None]:
+    """Train an imitation policy into ``out/name`` unless it exists; the command and seconds."""
+    run_dir = out / name
+    cmd = [
+        "robolearn.cli.train",
+        f"task={args.task}",
+        *policy_args,
+        f"dataset={data}",
+        f"seed={args.seed}",
+        "train.progress=false",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+    ]
+    if (run_dir / "last").exists():
+        return cmd, None
+    return cmd, sh(cmd, out / f"{name}_train.log")
+
+
+def evaluate(name: str, checkpoint: Path, args: argparse.Namespace, out: Path):
+    """``robolearn-eval`` of ``checkpoint`` into ``out/<name>_eval``: its results and seconds."""
+    cmd = [
+        "robolearn.cli.eval",
+        f"checkpoint={checkpoint}",
+        f"num_episodes={args.eval_episodes}",
+        "num_envs=50",
+        "progress=false",
+        f"hydra.run.dir={out / f'{name}_eval'}",
+    ]
+    seconds = sh(cmd, out / f"{name}_eval.log")
+    return {**eval_info(out / f"{name}_eval"), "env_steps": 0}, seconds
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--task", default="lift")
+    p.add_argument("--episode-length", type=int, default=50, help="the task's (for the curve)")
     p.add_argument("--demos", type=int, default=10)
     p.add_argument("--bc-steps", type=int, default=3000)
     p.add_argument("--bc-hidden", default="[256,256,256]")
-    p.add_argument("--budget", type=int, default=5_000_000, help="env steps per RL run")
+    p.add_argument("--edm-steps", type=int, default=3000)
+    p.add_argument("--budget", type=int, default=500_000, help="env steps per RL run")
     p.add_argument("--num-envs", type=int, default=256)
     p.add_argument("--eval-episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--levels", type=float, nargs="+", default=[0.5, 0.8, 0.9])
+    p.add_argument("--levels", type=float, nargs="+", default=[0.7, 0.8, 0.9])
     p.add_argument("--smooth", type=int, default=5)
     p.add_argument("--runs", nargs="*", default=list(RUNS), choices=RUNS)
     p.add_argument("--rl-args", nargs="*", default=[], help="extra robolearn-rl overrides")
     args = p.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    timing: dict[str, float] = {}
-    commands: dict[str, str] = {}
+    previous = (
+        json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
+    )
+    timing: dict[str, float] = dict(previous.get("wall_s", {}))
+    timing.pop("total", None)
+    commands: dict[str, str] = dict(previous.get("commands", {}))
 
     data = out / f"{args.task}_{args.demos}demos.hdf5"
+    commands["collect"] = (
+        f"robolearn-collect task={args.task} num_episodes={args.demos} output={data}"
+    )
     if not data.exists():
         from robolearn.data.collect import collect
 
@@ -109,14 +167,8 @@ def main() -> None:
             progress=False,
         )
         timing["collect"] = time.perf_counter() - start
-        commands["collect"] = (
-            f"robolearn-collect task={args.task} num_episodes={args.demos} output={data}"
-        )
-    bc_dir = out / "bc"
-    if not (bc_dir / "last").exists():
-        cmd = [
-            "robolearn.cli.train",
-            f"task={args.task}",
+    imitation = {
+        "bc": [
             "policy=bc",
             "policy.head=gaussian",
             "policy.horizon=1",
@@ -124,26 +176,24 @@ def main() -> None:
             "policy.n_obs_steps=1",
             f"policy.hidden_dims={args.bc_hidden}",
             f"train.steps={args.bc_steps}",
-            f"dataset={data}",
-            f"seed={args.seed}",
-            "train.progress=false",
-            "logger=none",
-            f"hydra.run.dir={bc_dir}",
-        ]
-        commands["bc_train"] = "robolearn-train " + " ".join(cmd[1:])
-        timing["bc_train"] = sh(cmd, out / "bc_train.log")
-    eval_common = [f"num_episodes={args.eval_episodes}", "num_envs=50", "progress=false"]
-    cmd = [
-        "robolearn.cli.eval",
-        f"checkpoint={bc_dir}",
-        *eval_common,
-        f"hydra.run.dir={out / 'bc_eval'}",
-    ]
-    timing["bc_eval"] = sh(cmd, out / "bc_eval.log")
-    results: dict[str, Any] = {"bc": {**eval_info(out / "bc_eval"), "env_steps": 0}}
+        ],
+        "edm": ["policy=edm_cpu", f"train.steps={args.edm_steps}"],
+    }
+    if "dppo_edm" not in args.runs:
+        del imitation["edm"]
+    results: dict[str, Any] = dict(previous.get("results", {}))
+    for name, policy_args in imitation.items():
+        cmd, seconds = train_policy(name, policy_args, args, data, out)
+        commands[f"{name}_train"] = "robolearn-train " + " ".join(cmd[1:])
+        if seconds is not None:
+            timing[f"{name}_train"] = seconds
+        results[name], timing[f"{name}_eval"] = evaluate(name, out / name, args, out)
 
+    init = {"ppo_bc_reg": "bc", "ppo_bc_noreg": "bc", "dppo_edm": "edm"}
     for run in args.runs:
         run_dir = out / run
+        if run_dir.exists():  # its TensorBoard curve would mix two runs
+            raise SystemExit(f"{run_dir} exists: remove it to run {run} again")
         cmd = [
             "robolearn.cli.rl",
             f"task={args.task}",
@@ -155,44 +205,55 @@ def main() -> None:
             f"hydra.run.dir={run_dir}",
             *args.rl_args,
         ]
-        if run != "ppo_scratch":
-            cmd.append(f"init={bc_dir}")
+        if run in init:
+            cmd.append(f"init={out / init[run]}")
         if run == "ppo_bc_noreg":
             cmd.append("rl.demo_reg_coef=0")
+        if run == "ppo_scratch_dense":
+            cmd += DENSE
+        if run == "dppo_edm":
+            cmd.insert(1, "rl=dppo")
         commands[run] = "robolearn-rl " + " ".join(cmd[1:])
         timing[run] = sh(cmd, out / f"{run}.log")
+        skip = args.num_envs * args.episode_length
         results[run] = {
             **eval_info(run_dir),
-            "env_steps_to_train_success": steps_to_levels(run_dir, args.levels, args.smooth),
+            "env_steps": args.budget,
+            "env_steps_to_train_success": steps_to_levels(run_dir, args.levels, args.smooth, skip),
         }
 
     report = {
         "task": args.task,
         "demos": args.demos,
         "bc_steps": args.bc_steps,
+        "edm_steps": args.edm_steps,
         "budget_env_steps": args.budget,
         "num_envs": args.num_envs,
         "eval_episodes": args.eval_episodes,
         "results": results,
         "wall_s": {k: round(v, 1) for k, v in timing.items()}
-        | {"total": round(time.perf_counter() - t0, 1)},
+        | {"total": round(sum(timing.values()), 1)},
         "commands": commands,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     levels = [str(level) for level in args.levels]
     print(
-        f"\n| run | success ({args.eval_episodes} ep.) | 95% CI | "
+        f"\n| run | env steps | success ({args.eval_episodes} ep.) | 95% CI | "
         + " | ".join(f"env steps to {float(lv):.0%} (train)" for lv in levels)
-        + " |"
+        + " | wall s |"
     )
-    print("|---|---|---|" + "---|" * len(levels))
+    print("|---|---|---|---|" + "---|" * len(levels) + "---|")
     for name, r in results.items():
         reach = r.get("env_steps_to_train_success", {})
         cells = [f"{reach[lv]:,}" if reach.get(lv) else "—" for lv in levels]
         lo, hi = r["ci95"]
+        wall = timing.get(name, timing.get(f"{name}_train"))
+        wall_cell = "—" if wall is None else f"{wall:.0f}"
         print(
-            f"| {name} | {r['success_rate']:.1%} | {lo:.1%}–{hi:.1%} | " + " | ".join(cells) + " |"
+            f"| {name} | {r['env_steps']:,} | {r['success_rate']:.1%} | {lo:.1%}–{hi:.1%} | "
+            + " | ".join(cells)
+            + f" | {wall_cell} |"
         )
 
 

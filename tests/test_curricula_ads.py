@@ -103,6 +103,15 @@ def test_replaying_a_demo_advances_progress_and_a_frozen_agent_does_not():
     assert logged["ads/progress"] == T and logged["ads/gamma"] == pytest.approx(0.2 ** (1 / T))
 
 
+def test_fixed_gamma_baseline_keeps_its_discount_while_progress_advances():
+    demos = make_demos()
+    fixed = ADSCurriculum(demos, T, ADSConfig(fixed_gamma=0.99))
+    fixed.update({"episodes": demos[:1]})
+    assert fixed.progress == 8 + 5 and fixed.gamma == 0.99
+    with pytest.raises(ValueError, match="fixed_gamma"):
+        ADSConfig(fixed_gamma=1.0).validate()
+
+
 def test_progress_never_decreases_whatever_the_agent_does():
     ads = ADSCurriculum(make_demos(), T)
     gen = torch.Generator().manual_seed(2)

@@ -4,11 +4,11 @@ with ``robolearn-eval``, resume; bad input (spec mismatch, NaN from the env, a d
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from console import run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from robolearn.checkpoint import load_policy, load_training_state, resolve_checkpoint
@@ -30,15 +30,6 @@ FAST = (
 )
 
 
-def run(monkeypatch, cli, *overrides: str) -> int:
-    monkeypatch.setattr(sys, "argv", [cli.PROG, *overrides])
-    try:
-        cli.main()
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
 @pytest.fixture(autouse=True)
 def workdir(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
@@ -51,27 +42,22 @@ def bc_checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("bc")
     data = root / "reach.hdf5"
     collect("reach", 6, data, num_envs=6, progress=False)
-    mp = pytest.MonkeyPatch()
-    try:
-        status = run(
-            mp,
-            train_cli,
-            "task=reach",
-            "policy=bc",
-            "policy.hidden_dims=[32,32]",
-            "policy.head=gaussian",
-            "policy.horizon=1",
-            "policy.n_action_steps=1",
-            "policy.n_obs_steps=1",
-            "train.steps=100",
-            "train.batch_size=32",
-            "train.progress=false",
-            "logger=none",
-            f"dataset={data}",
-            f"hydra.run.dir={root / 'run'}",
-        )
-    finally:
-        mp.undo()
+    status = run(
+        train_cli,
+        "task=reach",
+        "policy=bc",
+        "policy.hidden_dims=[32,32]",
+        "policy.head=gaussian",
+        "policy.horizon=1",
+        "policy.n_action_steps=1",
+        "policy.n_obs_steps=1",
+        "train.steps=100",
+        "train.batch_size=32",
+        "train.progress=false",
+        "logger=none",
+        f"dataset={data}",
+        f"hydra.run.dir={root / 'run'}",
+    )
     assert status == 0
     return root / "run"
 
@@ -79,7 +65,7 @@ def bc_checkpoint(tmp_path_factory) -> Path:
 def test_finetune_eval_and_resume(workdir, monkeypatch, bc_checkpoint, capsys):
     run_dir = workdir / "rl"
     args = (*FAST, f"init={bc_checkpoint}", "rl.checkpoint_every=2", f"hydra.run.dir={run_dir}")
-    assert run(monkeypatch, rl_cli, *args, "total_env_steps=2000") == 0
+    assert run(rl_cli, *args, "total_env_steps=2000") == 0
     out = capsys.readouterr().out
     assert "reach: success" in out and "95% CI" in out
     ckpt = resolve_checkpoint(run_dir)
@@ -115,7 +101,6 @@ def test_finetune_eval_and_resume(workdir, monkeypatch, bc_checkpoint, capsys):
 
     eval_dir = workdir / "eval"
     status = run(
-        monkeypatch,
         eval_cli,
         f"checkpoint={run_dir}",
         "num_episodes=4",
@@ -129,7 +114,6 @@ def test_finetune_eval_and_resume(workdir, monkeypatch, bc_checkpoint, capsys):
     # resume: continues at the saved iteration, env steps and λ
     resumed = workdir / "rl2"
     status = run(
-        monkeypatch,
         rl_cli,
         f"resume={run_dir}",
         "total_env_steps=3000",
@@ -144,16 +128,14 @@ def test_finetune_eval_and_resume(workdir, monkeypatch, bc_checkpoint, capsys):
     names = sorted(p.name for p in (resumed / "checkpoints").iterdir())
     assert names[0] == "iter_000018"  # the first new checkpoint follows the resumed iteration
     # a resumed run refuses changes to what defines it
-    status = run(
-        monkeypatch, rl_cli, f"resume={run_dir}", "rl.gamma=0.5", f"hydra.run.dir={workdir / 'x'}"
-    )
+    status = run(rl_cli, f"resume={run_dir}", "rl.gamma=0.5", f"hydra.run.dir={workdir / 'x'}")
     assert status == 2
     assert "cannot override 'rl.gamma'" in capsys.readouterr().err
 
 
 def test_init_with_mismatched_spec_names_the_key(workdir, monkeypatch, bc_checkpoint, capsys):
     args = (*FAST, "task=lift", f"init={bc_checkpoint}", f"hydra.run.dir={workdir / 'r'}")
-    assert run(monkeypatch, rl_cli, *args) == 2
+    assert run(rl_cli, *args) == 2
     err = capsys.readouterr().err
     assert "robolearn-rl: error:" in err and "target_pos" in err
     assert not (workdir / "r" / "checkpoints").exists()
@@ -165,20 +147,20 @@ def test_nan_reward_stops_with_env_ids_and_a_loadable_checkpoint(
     from robolearn.tasks.reach import Reach
 
     calls = {"n": 0}
-    real = Reach.dense_reward
+    real = Reach.reward  # sparse or dense, whichever the run uses
 
-    def poisoned(self):
-        r = real(self)
+    def poisoned(self, success=None):
+        r = real(self, success)
         calls["n"] += 1
         if calls["n"] > 16:  # one call per env step: after two iterations of 8 steps
             r = r.clone()
             r[[3, 11]] = float("nan")
         return r
 
-    monkeypatch.setattr(Reach, "dense_reward", poisoned)
+    monkeypatch.setattr(Reach, "reward", poisoned)
     run_dir = workdir / "rl"
     args = (*FAST, f"init={bc_checkpoint}", "total_env_steps=10000", f"hydra.run.dir={run_dir}")
-    assert run(monkeypatch, rl_cli, *args) == 3
+    assert run(rl_cli, *args) == 3
     err = capsys.readouterr().err
     assert "non-finite" in err and "reward" in err and "[3, 11]" in err
     state = load_training_state(run_dir)
@@ -198,7 +180,7 @@ def test_kl_blowup_stops_cleanly(workdir, monkeypatch, bc_checkpoint, capsys):
         "total_env_steps=10000",
         f"hydra.run.dir={run_dir}",
     )
-    assert run(monkeypatch, rl_cli, *args) == 3
+    assert run(rl_cli, *args) == 3
     err = capsys.readouterr().err
     assert "diverging update" in err and "kl_stop" in err
     assert load_training_state(run_dir)["step"] == 2
@@ -219,7 +201,7 @@ def test_demo_bc_loss_runs(workdir, monkeypatch, bc_checkpoint):
         "logger=tensorboard",
         f"hydra.run.dir={workdir / 'r'}",
     )
-    assert run(monkeypatch, rl_cli, *args) == 0
+    assert run(rl_cli, *args) == 0
     events = EventAccumulator(str(workdir / "r" / "tensorboard"))
     events.Reload()
     assert "train/demo_bc_loss" in events.Tags()["scalars"]
@@ -234,14 +216,29 @@ def test_from_scratch_default_run_dir(workdir, monkeypatch):
         "rl.scratch.reset_samples=32",
         "logger=none",
     )
-    assert run(monkeypatch, rl_cli, *args) == 0
+    assert run(rl_cli, *args) == 0
     [run_dir] = workdir.glob("outputs/*/*_ppo_reach")
     policy = load_policy(run_dir)
     assert policy.name == "bc" and policy.cfg.head == "gaussian"
 
 
 def test_bad_config_is_rejected(workdir, monkeypatch, capsys):
-    assert run(monkeypatch, rl_cli, *FAST, "rl.schedule=cosine") == 2
+    assert run(rl_cli, *FAST, "rl.schedule=cosine") == 2
     assert "rl.schedule" in capsys.readouterr().err
-    assert run(monkeypatch, rl_cli, *FAST, "init=/nonexistent/ckpt") == 2
+    assert run(rl_cli, *FAST, "init=/nonexistent/ckpt") == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_rl_trains_on_sparse_success_that_ends_episodes(workdir):
+    from hydra import compose, initialize_config_dir
+
+    from robolearn.assets import conf_dir
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        default = rl_cli.parse_config(rl_cli._plain(compose("rl", overrides=list(FAST))))
+        dense = rl_cli.parse_config(
+            rl_cli._plain(compose("rl", overrides=[*FAST, "task.reward_type=dense"]))
+        )
+    assert default.task_overrides["reward_type"] == "sparse"
+    assert default.task_overrides["terminate_on_success"] is True
+    assert dense.task_overrides["reward_type"] == "dense"

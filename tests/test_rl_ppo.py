@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from robolearn.envs.vec_env import VecEnv
+from robolearn.policies.base import PolicyConfig
 from robolearn.rl.build import frozen_reference, make_actor, scratch_policy
 from robolearn.rl.critic import Critic, RunningMeanStd
 from robolearn.rl.gae import compute_gae
@@ -45,7 +46,7 @@ def make_runner(tmp_path: Path, cfg: RLConfig, num_envs: int = 8, warm: bool = T
         progress=False,
     )
     runner.actor.eval()
-    runner._reset()
+    runner.reset_envs()
     return runner
 
 
@@ -164,7 +165,7 @@ def test_semi_mdp_reward_accumulation_with_episode_ending_mid_chunk(tmp_path):
         config={},
         progress=False,
     )
-    runner._reset()
+    runner.reset_envs()
     runner.collect()
     s = runner.storage
     # Decision 1 (global steps 1..3). World 0: 1 + g·2 + g²·3. World 1 terminates at step 2:
@@ -270,7 +271,7 @@ def test_diffusion_kinds_route_to_dppo(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "robolearn.rl.dppo", None)  # as if it did not exist
     with pytest.raises(ValueError, match="DPPO"):
-        make_actor(SimpleNamespace(name="edm"), RLConfig())
+        make_actor(SimpleNamespace(name="edm", cfg=PolicyConfig()), RLConfig())
 
 
 def test_ppo_optimizer_groups():
@@ -318,3 +319,30 @@ def test_ppo_from_scratch_learns_reach(tmp_path):
     assert result.status == "done"
     first, last = sum(returns[:3]) / 3, sum(returns[-3:]) / 3
     assert last > first + 5.0, returns  # returns are in [0, 60]
+
+
+# --- observation conditioning and threads -----------------------------------------------------
+def test_obs_clip_bounds_features_and_travels_with_the_exported_policy(tmp_path):
+    from robolearn.checkpoint import load_policy
+
+    runner = make_runner(tmp_path, small_cfg(obs_clip=0.5))
+    policy = runner.actor.export_policy()
+    assert policy.cfg.obs_clip == 0.5
+    window = {k: v.clone() for k, v in runner.history.items()}
+    window["eef_pos"] = window["eef_pos"] + 1.0  # 1 m off the reset states: features of ~20
+    clipped = policy.encode(window)
+    raw = policy.encoder(window).flatten(1)
+    assert raw.abs().max() > 0.5  # the test can fail: some features exceed the clip
+    torch.testing.assert_close(clipped, raw.clamp(-0.5, 0.5))
+    loaded = load_policy(runner.save(), "cpu")
+    assert loaded.cfg.obs_clip == 0.5
+    torch.testing.assert_close(loaded.encode(window), clipped)
+
+
+def test_update_threads_are_restored_after_the_update():
+    from robolearn.rl.runner import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before

@@ -4,6 +4,8 @@
     robolearn-rl task=reach total_env_steps=2000000                       # from scratch
     robolearn-rl resume=outputs/2025-06-01/13-00-00_ppo_lift total_env_steps=10000000
     robolearn-rl init=<bc run> rl.demo_reg_coef=0 rl.demo_dataset=datasets/lift_expert.hdf5
+    robolearn-rl task=lift_flat curriculum=privileged                     # curricula (issue 5)
+    robolearn-rl task=lift curriculum=[privileged,alp_gmm] +task.domain.object_friction=[0.5,1.5]
 
 ``init``: a ``bc`` checkpoint becomes a Gaussian PPO actor (the same network; a
 deterministic-head BC gets a learned state-independent std); a ``diffusion``/``edm`` checkpoint
@@ -11,8 +13,11 @@ goes to DPPO. Its observation/action spec must match the task's (checked before 
 Checkpoints are in the imitation format (``robolearn-eval checkpoint=<run dir>`` reads them),
 with the critic, π_BC, optimizer and RL state in ``training_state/`` for ``resume``. A finished
 run evaluates its policy (``eval.num_episodes``) and prints the success rate with its Wilson
-interval. Exit status: 0 done, 2 bad input, 3 stopped on non-finite env data or a diverging
-update (a checkpoint of the last good weights is saved), 130 interrupted (after saving).
+interval. ``curriculum=<name>`` or ``curriculum=[<name>,...]`` (``conf/curriculum/``) adds
+curricula (:mod:`robolearn.curricula.hooks`); a privileged-action run exports and evaluates its
+policy without the privileged action dimensions, at β = 0. Exit status: 0 done, 2 bad input,
+3 stopped on non-finite env data or a diverging update (a checkpoint of the last good weights is
+saved), 130 interrupted (after saving).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from robolearn.checkpoint import (
     resolve_checkpoint,
 )
 from robolearn.cli.common import BAD_INPUT, EXIT_INTERRUPTED, fail, run_hydra_main
+from robolearn.curricula.hooks import attach_curricula, parse_curricula
 from robolearn.envs.vec_env import VecEnv
 from robolearn.rl.ppo import RLConfig
 from robolearn.rl.runner import PPORunner, RLResult
@@ -113,6 +119,7 @@ class RunConfig:
     logger: LoggerConfig
     task: str
     task_overrides: dict[str, Any]
+    curriculum: dict[str, Any]  # conf/curriculum/: one mapping per selected curriculum
 
 
 def parse_config(config: dict[str, Any]) -> RunConfig:
@@ -130,8 +137,10 @@ def parse_config(config: dict[str, Any]) -> RunConfig:
     rl = from_dict(RLConfig, config.pop("rl"), path="rl.")
     logger = from_dict(LoggerConfig, config.pop("logger"), path="logger.")
     ev = from_dict(EvalSettings, config.pop("eval", None), path="eval.")
+    curriculum = dict(config.pop("curriculum", None) or {})
+    parse_curricula(curriculum)
     settings = from_dict(RLSettings, config)
-    return RunConfig(settings, rl, sim, ev, logger, task, task_cfg)
+    return RunConfig(settings, rl, sim, ev, logger, task, task_cfg, curriculum)
 
 
 @dataclass
@@ -159,6 +168,9 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: list[str]) -> R
         config["init"] = str(resolve_checkpoint(to_absolute_path(str(config["init"]))))
     if config.get("rl", {}).get("demo_dataset"):
         config["rl"]["demo_dataset"] = to_absolute_path(str(config["rl"]["demo_dataset"]))
+    for entry in (config.get("curriculum") or {}).values():
+        if isinstance(entry, dict) and entry.get("dataset"):
+            entry["dataset"] = to_absolute_path(str(entry["dataset"]))
     run = parse_config(config)
     s = run.settings
     if s.threads:
@@ -193,22 +205,35 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: list[str]) -> R
             f"device {device} differs from the sim's device {env.device}; networks and rollout "
             "storage live on the sim's device (set device=null or sim.device)"
         )
+    train_env, curricula = attach_curricula(run.curriculum, env, run.rl.num_steps)
+    # The privileged-action curriculum widens the action: its actor trains from scratch, and a
+    # resumed run's widened actor is rebuilt here and filled from its training state.
+    widened = train_env.spec.action.dim != env.spec.action.dim
+    if widened and warm_start:
+        raise ValueError(
+            f"curriculum privileged trains a policy with {train_env.spec.action.dim} action dims "
+            f"({env.spec.action.dim} + privileged) from scratch; init={s.init} has "
+            f"{env.spec.action.dim}: drop init="
+        )
     torch.manual_seed(s.seed)
-    if policy is None:
-        policy = scratch_policy(env, run.rl, s.seed)
+    if policy is None or widened:
+        policy = scratch_policy(train_env, run.rl, s.seed)
     actor = make_actor(policy, run.rl)
+    if curricula is not None:
+        curricula.check_actor(actor)
     actor.to(device)
     reference = frozen_reference(actor) if warm_start else None
     from robolearn.rl.critic import Critic
 
-    critic = Critic(env.spec, None, run.rl.critic_hidden_dims, run.rl.critic_activation).to(device)
+    critic = Critic(train_env.spec, None, run.rl.critic_hidden_dims, run.rl.critic_activation)
+    critic.to(device)
     demo_batches = None
     if run.rl.demo_dataset and run.rl.demo_bc_coef > 0:
         demo_batches = _demo_batches(run, actor, env, device)
     logger = make_logger(run.logger, run_dir, run_dir.name, config)
     try:
         runner = PPORunner(
-            env,
+            train_env,
             actor,
             critic,
             run.rl,
@@ -220,6 +245,7 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: list[str]) -> R
             warm_start=warm_start,
             demo_batches=demo_batches,
             progress=s.progress,
+            callbacks=[curricula] if curricula is not None else [],
         )
         if resume is not None:
             runner.restore(resume)
@@ -294,7 +320,7 @@ def run_job(job: RLJob, prog: str = PROG) -> RLResult:
         )
         try:
             evaluation = evaluate(
-                job.runner.actor.export_policy(),
+                job.runner.export_policy(),
                 eval_env,
                 ev.num_episodes,
                 seed=ev.seed,

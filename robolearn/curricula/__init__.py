@@ -27,18 +27,19 @@ CURRICULUM_CONFIGS: dict[str, type | None] = {
 }
 
 
-def curriculum_config(data: dict[str, Any]) -> tuple[str, Any]:
-    """``(name, settings)`` from a ``curriculum`` config mapping; bad names and keys raise."""
+def curriculum_config(data: dict[str, Any], path: str = "curriculum.") -> tuple[str, Any]:
+    """``(name, settings)`` from a ``curriculum`` config mapping; bad names and keys raise,
+    named with the prefix ``path``."""
     data = dict(data)
     name = data.pop("name", None)
     if name not in CURRICULUM_CONFIGS:
-        raise ValueError(f"curriculum.name {name!r}: choose from {sorted(CURRICULUM_CONFIGS)}")
+        raise ValueError(f"{path}name {name!r}: choose from {sorted(CURRICULUM_CONFIGS)}")
     cls = CURRICULUM_CONFIGS[name]
     if cls is None:
         if data:
             raise ValueError(f"curriculum 'none' takes no settings, got {sorted(data)}")
         return name, None
-    settings = from_dict(cls, data, path="curriculum.")
+    settings = from_dict(cls, data, path=path)
     settings.validate()
     return name, settings
 

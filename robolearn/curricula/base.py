@@ -7,6 +7,9 @@ hooks and never needs to know which curriculum it holds:
 * :meth:`Curriculum.observe` after every env step with the env's ``info`` (episodes that ended,
   success flags), for curricula that act per episode (a domain teacher picks the parameters of a
   world's next episode as soon as its current one ends);
+* :meth:`Curriculum.after_reset` after the env reset every world at once (the trainer's start,
+  or a curriculum that needs rollouts to start with fresh episodes), for curricula that track
+  what each world's episode in progress runs with;
 * :meth:`Curriculum.update` once per training iteration with the iteration's statistics; it
   returns scalars to log.
 
@@ -29,6 +32,9 @@ class Curriculum(ABC):
 
     def observe(self, info: dict[str, Any]) -> None:
         """Called after every env step with ``VecEnv.step``'s ``info``. Default: nothing."""
+
+    def after_reset(self) -> None:
+        """Called after ``env.reset()`` restarted every world. Default: nothing."""
 
     @abstractmethod
     def update(self, stats: dict[str, Any]) -> dict[str, float]:
@@ -58,6 +64,10 @@ class CurriculumSet(Curriculum):
     def observe(self, info: dict[str, Any]) -> None:
         for curriculum in self.curricula:
             curriculum.observe(info)
+
+    def after_reset(self) -> None:
+        for curriculum in self.curricula:
+            curriculum.after_reset()
 
     def update(self, stats: dict[str, Any]) -> dict[str, float]:
         logged: dict[str, float] = {}

@@ -50,6 +50,9 @@ class ADSConfig:
     sinkhorn_eps: float = 0.01
     sinkhorn_iterations: int = 100
     target_return: float = 10.0  # |return| of the first OT-rewarded episode
+    #: The baseline of METHODS §6: the same OT rewards with this constant γ (p is still
+    #: recognised and logged, not used). None: γ(p) = α^(1/p), the schedule.
+    fixed_gamma: float | None = None
 
     def validate(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -58,6 +61,8 @@ class ADSConfig:
             raise ValueError(f"ads.init_progress must be in (0, 1], got {self.init_progress}")
         if not self.obs_keys:
             raise ValueError("ads.obs_keys is empty: name the observation terms to compare")
+        if self.fixed_gamma is not None and not 0.0 < self.fixed_gamma < 1.0:
+            raise ValueError(f"ads.fixed_gamma must be in (0, 1) or null, got {self.fixed_gamma}")
 
 
 def discount(progress: int, alpha: float) -> float:
@@ -118,6 +123,9 @@ class ADSCurriculum(Curriculum):
 
     @property
     def gamma(self) -> float:
+        """The trainer's discount: ``γ(p)``, or ``fixed_gamma`` for the fixed-γ baseline."""
+        if self.cfg.fixed_gamma is not None:
+            return self.cfg.fixed_gamma
         return discount(self.progress, self.cfg.alpha)
 
     # --- features and rewards -------------------------------------------------------------------

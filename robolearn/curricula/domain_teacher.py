@@ -57,15 +57,19 @@ class DomainTeacherCurriculum(Curriculum):
         self.params = names
         self.index = torch.tensor([domain.index(n) for n in names])
         self.teacher = ALPGMMTeacher(bounds[self.index, 0], bounds[self.index, 1], self.cfg.teacher)
+        self._reported = 0  # teacher episodes already summarised by update()
         self.sync()
 
     def sync(self) -> None:
         """Read the parameters of the episodes in progress and choose every world's next ones.
 
-        Runs at construction; call it again after an explicit ``env.reset()``.
+        Runs at construction and after every ``env.reset()`` (:meth:`after_reset`).
         """
         self._running = self._current(self.env.sim.all_ids())
         self._choose_next(self.env.sim.all_ids())
+
+    def after_reset(self) -> None:
+        self.sync()
 
     def observe(self, info: dict[str, Any]) -> None:
         episode = info.get("episode")
@@ -77,20 +81,30 @@ class DomainTeacherCurriculum(Curriculum):
         self._choose_next(ids)
 
     def update(self, stats: dict[str, Any]) -> dict[str, float]:
-        mixture = self.teacher.mixture
-        return {
-            f"{self.name}/episodes": float(self.teacher.num_episodes),
+        """Teacher statistics, and the mean of each taught parameter over the episodes that ended
+        since the last update (where the teacher is sending the learner)."""
+        teacher, mixture = self.teacher, self.teacher.mixture
+        logged = {
+            f"{self.name}/episodes": float(teacher.num_episodes),
             f"{self.name}/components": float(mixture.num_components if mixture else 0),
-            f"{self.name}/mean_alp": float(self.teacher.alp[-self.cfg.teacher.fit_window :].mean())
-            if self.teacher.num_episodes
+            f"{self.name}/mean_alp": float(teacher.alp[-self.cfg.teacher.fit_window :].mean())
+            if teacher.num_episodes
             else 0.0,
         }
+        recent = teacher.tau[self._reported :]
+        if len(recent):
+            means = teacher.low + recent.mean(0) * (teacher.high - teacher.low)
+            for name, value in zip(self.params, means.tolist(), strict=True):
+                logged[f"{self.name}/tau_mean/{name}"] = value
+        self._reported = teacher.num_episodes
+        return logged
 
     def state_dict(self) -> dict[str, Any]:
         return {"teacher": self.teacher.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.teacher.load_state_dict(state["teacher"])
+        self._reported = self.teacher.num_episodes
         # The restored env's worlds start fresh episodes: their parameters come from the env.
         self.sync()
 

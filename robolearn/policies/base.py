@@ -38,8 +38,15 @@ class PolicyConfig:
     horizon: int = 16  # length of the predicted action chunk
     n_action_steps: int = 8  # actions executed before re-planning (receding horizon)
     obs_keys: tuple[str, ...] = ()  # empty: the spec's ``policy`` group
+    # Clip normalised observation features to ±obs_clip (null: no clip). Imitation leaves it
+    # off; RL fine-tuning sets it (rl.obs_clip) so that states off the demos' narrow range do not
+    # feed the network features of 10^2 (min-max scales of near-constant terms), and the
+    # exported checkpoint clips the same way at evaluation.
+    obs_clip: float | None = None
 
     def validate(self) -> None:
+        if self.obs_clip is not None and not self.obs_clip > 0:
+            raise ValueError(f"obs_clip must be positive or null, got {self.obs_clip}")
         if not 1 <= self.n_action_steps <= self.horizon:
             raise ValueError(
                 f"need 1 <= n_action_steps <= horizon, got {self.n_action_steps}, {self.horizon}"
@@ -84,6 +91,8 @@ class Policy(nn.Module, ABC):
             raise ValueError(
                 f"observation window has {features.shape[1]} steps, policy needs {self.cfg.n_obs_steps}"
             )
+        if self.cfg.obs_clip is not None:
+            features = features.clamp(-self.cfg.obs_clip, self.cfg.obs_clip)
         return features.flatten(1)
 
     def normalized_actions(self, batch: Batch) -> torch.Tensor:

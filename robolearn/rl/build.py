@@ -15,6 +15,7 @@ Gaussian lives in [-1, 1] per dimension.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 from typing import Any
@@ -33,7 +34,12 @@ DIFFUSION_KINDS = ("diffusion", "edm")
 
 
 def make_actor(policy: Policy, cfg: RLConfig) -> Any:
-    """The RL actor for a pretrained (or fresh) policy."""
+    """The RL actor for a pretrained (or fresh) policy, whose config gets ``obs_clip``.
+
+    The clip lives in the policy's config (not only in the actor) so that the exported
+    checkpoint sees the same features at evaluation as the actor did in training."""
+    if cfg.obs_clip != policy.cfg.obs_clip:
+        policy.cfg = dataclasses.replace(policy.cfg, obs_clip=cfg.obs_clip)
     if policy.name == "bc":
         return GaussianActor(policy, init_std=cfg.init_std, clip=cfg.clip, min_std=cfg.min_std)  # type: ignore[arg-type]
     if policy.name in DIFFUSION_KINDS:

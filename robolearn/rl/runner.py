@@ -23,17 +23,21 @@ data can be used, the checkpoint holds the weights of the last completed update)
 update (``"diverged"``: approx KL above ``kl_stop`` for ``kl_stop_patience`` updates in a row,
 or a non-finite loss or gradient, which is never applied).
 
-Curricula (issue 5) hook in through ``callbacks``: objects with any of
-``before_rollout(runner)`` (set domain parameters for the next resets with
-``runner.env.set_domain_params``, change ``runner.gamma``) and ``after_update(runner, stats)``
-(read success statistics), and ``state_dict``/``load_state_dict`` to be checkpointed.
+Curricula (issue 5, :mod:`robolearn.curricula.hooks`) hook in through ``callbacks``: objects
+with any of ``before_rollout(runner)`` (change ``runner.gamma``, restart every episode with
+``runner.reset_envs()``), ``after_rollout(runner)`` (after the rollout, before GAE: rewrite
+``runner.storage.rewards``), ``after_update(runner, stats)`` (read success statistics),
+``export_policy(policy) -> policy`` (what checkpoints hold and evaluation runs, e.g. without
+simulation-only action dimensions) and ``state_dict``/``load_state_dict`` to be checkpointed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +61,23 @@ from robolearn.rl.storage import RolloutStorage
 from robolearn.utils.loggers import NullLogger, ScalarLogger
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then restore the previous count.
+
+    The PPO update runs while the simulator is idle, so it may use every core; the rollout keeps
+    the run's ``threads`` (1 by default) so the simulator's own threads keep theirs."""
+    previous = torch.get_num_threads()
+    if n == previous:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class NonFiniteEnvError(RuntimeError):
@@ -114,7 +135,8 @@ class PPORunner:
         self._bar: tqdm | None = None
 
     # --- env interaction -------------------------------------------------------------------------
-    def _reset(self) -> None:
+    def reset_envs(self) -> None:
+        """Reset every world and restart the observation windows."""
         obs, _ = self.env.reset()
         self._check_finite(obs, None, {})
         self.obs = obs
@@ -202,6 +224,9 @@ class PPORunner:
             self.storage.add(window, critic_obs, stored, value, reward, done, discount)
             if self._bar is not None:
                 self._bar.update(self.env.num_envs * n_exec)
+        for cb in self.callbacks:
+            if hasattr(cb, "after_rollout"):
+                cb.after_rollout(self)
         last_value = self.critic(self.critic.flatten(self.obs["critic"]))
         s = self.storage
         s.advantages, s.returns = compute_gae(
@@ -220,7 +245,8 @@ class PPORunner:
         self.collect()
         t1 = time.perf_counter()
         update_actor = not self.warm_start or self.iteration >= self.cfg.critic_warmup_iters
-        stats = self.ppo.update(self.storage, update_actor, self.demo_batches)
+        with torch_threads(self.cfg.update_threads or os.cpu_count() or 1):
+            stats = self.ppo.update(self.storage, update_actor, self.demo_batches)
         t2 = time.perf_counter()
         self.iteration += 1
         stats |= self._episode_stats()
@@ -249,7 +275,7 @@ class PPORunner:
         )
         try:
             with self._bar, _sigint_at_step_boundary(stop):
-                self._reset()
+                self.reset_envs()
                 while self.env_steps < self.total_env_steps and not stop.requested:
                     stats, update_actor = self.iterate()
                     if self.iteration % self.cfg.log_every == 0:
@@ -330,8 +356,17 @@ class PPORunner:
             self._bar.set_postfix(post)
 
     # --- checkpoints -----------------------------------------------------------------------------
-    def save(self) -> Path:
+    def export_policy(self) -> Any:
+        """The policy checkpoints hold and evaluation runs: the actor's, passed through the
+        callbacks' ``export_policy``."""
         policy = self.actor.export_policy()
+        for cb in self.callbacks:
+            if hasattr(cb, "export_policy"):
+                policy = cb.export_policy(policy)
+        return policy
+
+    def save(self) -> Path:
+        policy = self.export_policy()
         import dataclasses
 
         config = {**self.config, "policy": {"name": policy.name, **dataclasses.asdict(policy.cfg)}}

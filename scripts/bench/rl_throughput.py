@@ -10,6 +10,8 @@ medians compared:
   minibatches by default) — env steps/s over whole iterations, so the update's time counts.
   The actor is a fresh ``bc`` gaussian policy, as in a run from scratch, with the default network
   sizes (256x3 actor and critic); a pretrained BC actor has the same cost.
+  The rollout runs with ``--threads`` torch threads, the update with ``--update-threads`` (1 as in
+  ``rl.update_threads``; 0: all cores, which helps only when no other process wants them).
 * **ratio** = loop / bare (target >= 0.7). ``update_fraction``: share of the loop's time in the
   update; ``collect_vs_bare``: the rollout's env steps/s over bare stepping (the cost of acting).
 
@@ -21,6 +23,7 @@ Prints one JSON object on stdout (progress to stderr); ``--json-out`` also write
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -69,6 +72,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256, 256])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--update-threads", type=int, default=1, help="torch threads in the update; 0: all cores"
+    )
     parser.add_argument("--device", default=None, help="sim device (warp backend)")
     parser.add_argument("--backend", default="cpu")
     parser.add_argument("--json-out", type=Path, default=None)
@@ -85,7 +91,9 @@ def main() -> None:
         - 1
     )
     hidden = tuple(args.hidden)
-    cfg = RLConfig(num_steps=args.num_steps, critic_hidden_dims=hidden)
+    cfg = RLConfig(
+        num_steps=args.num_steps, critic_hidden_dims=hidden, update_threads=args.update_threads
+    )
     cfg = RLConfig(
         **{
             **cfg.__dict__,
@@ -106,7 +114,7 @@ def main() -> None:
             progress=False,
         )
         runner.actor.eval()
-        runner._reset()
+        runner.reset_envs()
         runner.iterate()  # warm-up (allocations, first-call costs)
         bare_rate(bench_env, 0.5, bank)
         bare, loop, update_frac, collect = [], [], [], []
@@ -134,6 +142,8 @@ def main() -> None:
         "num_steps": args.num_steps,
         "num_epochs": cfg.num_epochs,
         "num_minibatches": cfg.num_minibatches,
+        "threads": args.threads,
+        "update_threads": args.update_threads or os.cpu_count(),
         "hidden_dims": list(hidden),
         "bare_env_steps_per_s": round(b, 1),
         "loop_env_steps_per_s": round(lp, 1),
