@@ -13,7 +13,8 @@
 
 Training runs ``robolearn-rl`` (one subprocess per run; the commands are printed, logs in the
 run dirs); evaluation is in-process on the plain task. Prints JSON then a markdown table and
-writes ``<out>/<experiment>.json``.
+writes ``<out>/<experiment>.json`` (``<experiment>_<arm>.json`` with ``--arms``, which runs some
+arms only, e.g. one per core in two invocations).
 
     python scripts/curriculum_experiments.py privileged --out outputs/curricula --budget 20000000
     python scripts/curriculum_experiments.py ads --out outputs/curricula --demos 20 --budget 5000000
@@ -85,9 +86,17 @@ def train(arm: str, seed: int, overrides: list[str], args: argparse.Namespace) -
 
 
 # --- the experiments ------------------------------------------------------------------------------
+def selected(arms: dict[str, list[str]], args: argparse.Namespace) -> dict[str, list[str]]:
+    """The arms ``--arms`` names (all by default), so that arms can run side by side."""
+    unknown = sorted(set(args.arms or ()) - set(arms))
+    if unknown:
+        raise SystemExit(f"--arms {unknown}: {args.experiment} has arms {sorted(arms)}")
+    return {name: o for name, o in arms.items() if not args.arms or name in args.arms}
+
+
 def privileged(args: argparse.Namespace) -> list[dict[str, Any]]:
     task = ["task=lift_flat", "task.reward_type=dense"]
-    arms = {"none": task, "privileged": [*task, "curriculum=privileged"]}
+    arms = selected({"none": task, "privileged": [*task, "curriculum=privileged"]}, args)
     return [train(arm, seed, o, args) for seed in args.seeds for arm, o in arms.items()]
 
 
@@ -111,7 +120,8 @@ def ads(args: argparse.Namespace) -> list[dict[str, Any]]:
         f"curriculum.ads.dataset={demos}",
         f"curriculum.ads.obs_keys=[{keys}]",
     ]
-    arms = {"ads": base, "fixed_gamma": [*base, f"curriculum.ads.fixed_gamma={args.fixed_gamma}"]}
+    fixed = [*base, f"curriculum.ads.fixed_gamma={args.fixed_gamma}"]
+    arms = selected({"ads": base, "fixed_gamma": fixed}, args)
     return [train(arm, seed, o, args) for seed in args.seeds for arm, o in arms.items()]
 
 
@@ -120,6 +130,7 @@ def alp_gmm(args: argparse.Namespace) -> list[dict[str, Any]]:
     box = [f"+task.domain.{name}=[{lo},{hi}]" for name, (lo, hi) in ranges.items()]
     task = [f"task={args.task}", *([f"init={args.init}"] if args.init else [])]
     arms = {"alp_gmm": [*task, *box, "curriculum=alp_gmm"], "uniform": [*task, *box], "none": task}
+    arms = selected(arms, args)
     grid = list(
         itertools.product(
             *(torch.linspace(lo, hi, args.grid).tolist() for lo, hi in ranges.values())
@@ -213,6 +224,7 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=5_000_000, help="env steps per run")
     p.add_argument("--num-envs", type=int, default=256)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--arms", nargs="+", default=None, help="run only these arms (default: all)")
     p.add_argument("--eval-episodes", type=int, default=200, help="final evaluation per run")
     p.add_argument("--rl-args", nargs="*", default=[], help="extra robolearn-rl overrides")
     p.add_argument(
@@ -238,7 +250,8 @@ def main() -> None:
     args.task = args.task or {"ads": "pick_place", "alp_gmm": "lift"}.get(args.experiment)
     args.out = args.out.resolve()
     results = EXPERIMENTS[args.experiment](args)
-    out = args.out / f"{args.experiment}.json"
+    out = args.out / "_".join([args.experiment, *(args.arms or [])])
+    out = out.with_suffix(".json")
     out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     print(table(results))

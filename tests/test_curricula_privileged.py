@@ -139,14 +139,23 @@ def test_curriculum_lowers_the_wrapped_env_beta_and_resumes():
     cfg = PrivilegeScheduleConfig(init_beta=0.5, beta_step=0.25, success_threshold=0.5, window=4)
     curriculum = PrivilegedCurriculum(env, cfg)
     assert env.beta == 0.5
+    ended = {"episode": {"success": torch.tensor([True, False])}}
+    for _ in range(2):  # within one episode length of the start: not counted
+        curriculum.observe(ended)
+    assert curriculum.update({})["privileged/success_rate"] == 0.0 and env.beta == 0.5
     for _ in range(2):
-        curriculum.observe({"episode": {"success": torch.tensor([True, False])}})
+        curriculum.observe(ended)
     logged = curriculum.update({})
     assert logged == {"privileged/beta": 0.25, "privileged/success_rate": 0.5}
     assert env.beta == 0.25
+    for _ in range(2):  # just after the drop: not counted either
+        curriculum.observe({"episode": {"success": torch.tensor([True, True])}})
+    assert curriculum.update({})["privileged/success_rate"] == 0.0
+    curriculum.observe(ended)
     state = curriculum.state_dict()
 
     other_env = PrivilegedActionWrapper(make_env(n=2, episode_length=2))
     other = PrivilegedCurriculum(other_env, cfg)
     other.load_state_dict(state)
     assert other.beta == other_env.beta == 0.25
+    assert other.settling == 0 and other.schedule.success_rate == 0.5
