@@ -1,3 +1,4 @@
+import signal
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +18,16 @@ def _deterministic_torch():
         1
     )  # the sim's own threads do the parallel work; keep torch out of their way
     yield
+
+
+@pytest.fixture(autouse=True)
+def _sigint_handler_is_restored():
+    """Ctrl-C handling is process-wide: a test (or the code it runs) that leaves its own SIGINT
+    handler behind would silently change what Ctrl-C does in every later test."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    assert after is before, f"SIGINT handler left changed: {before!r} -> {after!r}"
 
 
 @dataclass(frozen=True)

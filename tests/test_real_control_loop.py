@@ -244,14 +244,25 @@ def test_policy_slower_than_the_period(twin, tmp_path):
     assert result.steps == 0 and not path.exists()  # no complete step: nothing to record
 
 
+class InterruptingPolicy(ScriptedPolicy):
+    """Sends this process a real SIGINT while planning chunk ``at_plan``: mid-episode at a
+    known step, whatever the machine's load (a timer thread may fire before or after)."""
+
+    def __init__(self, spec: ObsSpec, at_plan: int):
+        super().__init__(spec)
+        self.at_plan = at_plan
+
+    def predict_action(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.plans == self.at_plan:
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().predict_action(obs)
+
+
 def test_sigint_during_an_episode(twin, tmp_path):
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        (result,), safe, path = run(twin, tmp_path, max_steps=1000)
-    finally:
-        timer.cancel()
-    assert 0 < result.steps < 1000
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "a handler leaked"
+    policy = InterruptingPolicy(twin.observation_spec, at_plan=3)
+    (result,), safe, path = run(twin, tmp_path, policy, max_steps=1000)
+    assert result.steps == 3 * policy.cfg.n_action_steps  # the plans before the interrupt
     assert "SIGINT" in result.fault.message
     assert_fault(result, safe, twin, "estop", path)
 
