@@ -259,9 +259,14 @@ class InterruptingPolicy(ScriptedPolicy):
 
 
 def test_sigint_during_an_episode(twin, tmp_path):
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "a handler leaked"
-    policy = InterruptingPolicy(twin.observation_spec, at_plan=3)
-    (result,), safe, path = run(twin, tmp_path, policy, max_steps=1000)
+    # Python's own handler, as in a terminal and as robolearn-deploy installs it (a test run as a
+    # background job inherits SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        policy = InterruptingPolicy(twin.observation_spec, at_plan=3)
+        (result,), safe, path = run(twin, tmp_path, policy, max_steps=1000)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert result.steps == 3 * policy.cfg.n_action_steps  # the plans before the interrupt
     assert "SIGINT" in result.fault.message
     assert_fault(result, safe, twin, "estop", path)

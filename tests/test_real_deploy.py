@@ -102,3 +102,30 @@ def test_bad_input_exits_2(checkpoint, tmp_path, capsys, override, message):
     code = run(deploy_cli, f"checkpoint={checkpoint}", override, *FAST, f"hydra.run.dir={tmp_path}")
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_sigint_stops_a_deploy_that_inherited_it_ignored(checkpoint, tmp_path, monkeypatch):
+    """A deploy started as a background job inherits SIGINT ignored; Ctrl-C / ``kill -INT`` must
+    still e-stop it (exit 130), and the caller's SIGINT disposition is restored afterwards."""
+    import os
+    import signal
+
+    from robolearn.real.control_loop import ControlLoop
+
+    real_next_action = ControlLoop._next_action
+
+    def interrupted(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_next_action(self, *args, **kwargs)
+
+    monkeypatch.setattr(ControlLoop, "_next_action", interrupted)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        out = tmp_path / "deploy"
+        code = run(deploy_cli, f"checkpoint={checkpoint}", *FAST, f"hydra.run.dir={out}")
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130
+    info = json.loads((out / "deploy_info.json").read_text())
+    assert info["episodes"][0]["fault"]["kind"] == "estop"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,7 +281,14 @@ def _episode_line(result: EpisodeResult) -> str:
 
 
 def main() -> None:
-    run_hydra_main(PROG, _main)
+    # SIGINT is an e-stop. A process started with it ignored (a background job of a
+    # non-interactive shell inherits SIG_IGN, and Python then installs no handler) would not stop
+    # on Ctrl-C or ``kill -INT``: make it raise KeyboardInterrupt whatever was inherited.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run_hydra_main(PROG, _main)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":
