@@ -27,6 +27,7 @@ from robolearn.curricula.discount import ADSCurriculum, Episode
 from robolearn.curricula.ot_env import OTRewardEnv
 from robolearn.curricula.privileged_export import deploy_policy
 from robolearn.envs.vec_env import Obs, VecEnv
+from robolearn.envs.wrapper import EnvWrapper
 from robolearn.policies import Policy
 from robolearn.spec import ObsSpec
 
@@ -50,12 +51,13 @@ def parse_curricula(data: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return selected
 
 
-class CurriculumEnv:
+class CurriculumEnv(EnvWrapper):
     """The trainer's env: forwards to ``env`` and tells ``curricula`` each step's info and each
     reset of every world."""
 
     def __init__(self, env: Any, curricula: Curriculum):
-        self.env, self.curricula = env, curricula
+        super().__init__(env)
+        self.curricula = curricula
 
     def reset(self, seed: int | None = None) -> tuple[Obs, dict[str, Any]]:
         out = self.env.reset(seed)
@@ -68,11 +70,6 @@ class CurriculumEnv:
         out = self.env.step(action)
         self.curricula.observe(out[4])
         return out
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "env":
-            raise AttributeError(name)
-        return getattr(self.env, name)
 
 
 class CurriculumHooks:

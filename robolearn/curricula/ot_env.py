@@ -24,9 +24,10 @@ import torch
 
 from robolearn.curricula.discount import ADSCurriculum, Episode
 from robolearn.envs.vec_env import Obs
+from robolearn.envs.wrapper import EnvWrapper
 
 
-class OTRewardEnv:
+class OTRewardEnv(EnvWrapper):
     """A vector env paying ADS's OT rewards per episode instead of the task's reward."""
 
     def __init__(self, env: Any, ads: ADSCurriculum):
@@ -37,7 +38,8 @@ class OTRewardEnv:
                 f"curriculum.ads.obs_keys: task {env.task.name!r} has no observation term "
                 f"{missing[0]!r}; its terms are {sorted(terms)}"
             )
-        self.env, self.ads = env, ads
+        super().__init__(env)
+        self.ads = ads
         self._frames: list[dict[str, torch.Tensor]] = []  # per env step: {key: (N, d)}
         self._ended: list[torch.Tensor] = []  # per env step: (N,) bool
 
@@ -79,12 +81,6 @@ class OTRewardEnv:
         for (world, start, end), r in zip(spans, self.ads.rewards(episodes), strict=True):
             rewards[start:end, world] = r.float()
         return rewards.to(self.env.device), episodes
-
-    def __getattr__(self, name: str) -> Any:
-        # Everything else (num_envs, device, spec, task, generator, ...) is the wrapped env's.
-        if name == "env":
-            raise AttributeError(name)
-        return getattr(self.env, name)
 
 
 def _terms(obs: Obs) -> dict[str, torch.Tensor]:

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from robolearn.envs.vec_env import Obs, VecEnv
+from robolearn.envs.wrapper import EnvWrapper
 from robolearn.spec import ObsSpec
 
 
@@ -56,13 +57,13 @@ class PrivilegedActionConfig:
             )
 
 
-class PrivilegedActionWrapper:
+class PrivilegedActionWrapper(EnvWrapper):
     """A :class:`VecEnv` whose actions carry ``P`` privileged dimensions after the ``A`` real ones."""
 
     def __init__(self, env: VecEnv, cfg: PrivilegedActionConfig | None = None, beta: float = 1.0):
         self.cfg = cfg or PrivilegedActionConfig()
         self.cfg.validate()
-        self.env = env
+        super().__init__(env)
         task = env.task
         objects = [o.name for o in task.scene.objects]
         if not objects:
@@ -164,9 +165,3 @@ class PrivilegedActionWrapper:
             scaled = self.beta * self._limits * privileged.to(wrench).clamp(-1.0, 1.0)
             wrench[:, : self.privileged_dim] = scaled
         return wrench
-
-    def __getattr__(self, name: str) -> Any:
-        # Everything else (num_envs, device, task, sim, set_domain_params, ...) is the env's.
-        if name == "env":
-            raise AttributeError(name)
-        return getattr(self.env, name)

@@ -30,15 +30,7 @@ def deploy_policy(policy: BCPolicy, deploy_spec: ObsSpec) -> BCPolicy:
         raise ValueError(
             f"privileged export: the deployed action dim {keep} must be below the trained {full}"
         )
-    norm = policy.normalizer
-    stats = {
-        k: {
-            "mode": norm.modes[k],
-            "scale": getattr(norm, f"{k}__scale").cpu(),
-            "offset": getattr(norm, f"{k}__offset").cpu(),
-        }
-        for k in norm.keys
-    }
+    stats = policy.normalizer.to_dict()
     for part in ("scale", "offset"):
         stats["action"][part] = stats["action"][part][:keep]
     deployed = BCPolicy(policy.cfg, deploy_spec, Normalizer(stats))
