@@ -134,6 +134,23 @@ def test_beta_never_increases_and_stops_at_zero():
     assert not schedule.step()  # the window is not full yet
 
 
+def test_beta_steps_down_after_max_level_env_steps_without_successes():
+    cfg = PrivilegeScheduleConfig(beta_step=0.5, window=4, max_level_env_steps=100)
+    schedule = PrivilegeSchedule(cfg)
+    schedule.record([False] * 4)
+    schedule.count_env_steps(99)
+    assert not schedule.step() and schedule.beta == 1.0
+    schedule.count_env_steps(1)
+    assert schedule.step() and schedule.beta == 0.5 and schedule.level_env_steps == 0
+    schedule.record([True] * 4)  # a pass restarts the level's clock too
+    schedule.count_env_steps(60)
+    assert schedule.step() and schedule.beta == 0.0 and schedule.level_env_steps == 0
+    schedule.count_env_steps(1000)
+    assert not schedule.step() and schedule.beta == 0.0
+    with pytest.raises(ValueError, match="max_level_env_steps must be >= 1"):
+        PrivilegeSchedule(PrivilegeScheduleConfig(max_level_env_steps=0))
+
+
 def test_curriculum_lowers_the_wrapped_env_beta_and_resumes():
     env = PrivilegedActionWrapper(make_env(n=2, episode_length=2), beta=0.0)
     cfg = PrivilegeScheduleConfig(init_beta=0.5, beta_step=0.25, success_threshold=0.5, window=4)
@@ -158,4 +175,5 @@ def test_curriculum_lowers_the_wrapped_env_beta_and_resumes():
     other = PrivilegedCurriculum(other_env, cfg)
     other.load_state_dict(state)
     assert other.beta == other_env.beta == 0.25
+    assert other.schedule.level_env_steps == curriculum.schedule.level_env_steps == 3 * 2
     assert other.settling == 0 and other.schedule.success_rate == 0.5

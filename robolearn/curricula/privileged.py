@@ -2,8 +2,11 @@
 
 β starts at ``init_beta`` and drops by ``beta_step`` each time the success rate over the last
 ``window`` finished episodes reaches ``success_threshold``. The window is then emptied, so that
-the next step down needs ``window`` fresh episodes at the new level. β never increases and stops
-at 0, where the final policy is trained and evaluated. Mao et al. (2025) did not publish their
+the next step down needs ``window`` fresh episodes at the new level. With
+``max_level_env_steps`` set, β also steps down once that many env steps have been spent at one
+level, passed or not: a floor on the rate of descent, so that a policy that leans on the privilege
+(it succeeds ~50% of the time at a level it cannot leave) still reaches β = 0 within the budget.
+β never increases and stops at 0, where the final policy is trained and evaluated. Mao et al. (2025) did not publish their
 constants; these defaults are ours (see ``conf/curriculum/privileged.yaml``).
 
 :class:`PrivilegeSchedule` is the pure logic; :class:`PrivilegedCurriculum` feeds it the env's
@@ -28,6 +31,7 @@ class PrivilegeScheduleConfig:
     beta_step: float = 0.1
     success_threshold: float = 0.8  # rolling success rate that earns a step down
     window: int = 200  # finished episodes the rate is taken over
+    max_level_env_steps: int | None = None  # step down after this many env steps at one level
 
     def validate(self) -> None:
         if not 0.0 <= self.init_beta <= 1.0:
@@ -40,16 +44,23 @@ class PrivilegeScheduleConfig:
             )
         if self.window < 1:
             raise ValueError(f"privileged.window must be >= 1, got {self.window}")
+        if self.max_level_env_steps is not None and self.max_level_env_steps < 1:
+            raise ValueError(
+                "privileged.max_level_env_steps must be >= 1 or null, got "
+                f"{self.max_level_env_steps}"
+            )
 
 
 class PrivilegeSchedule:
-    """β ∈ [0, 1], non-increasing, lowered on a full window of good enough successes."""
+    """β ∈ [0, 1], non-increasing, lowered on a full window of good enough successes (or after
+    ``max_level_env_steps`` at one level)."""
 
     def __init__(self, cfg: PrivilegeScheduleConfig | None = None):
         self.cfg = cfg or PrivilegeScheduleConfig()
         self.cfg.validate()
         self.beta = self.cfg.init_beta
         self.successes: deque[bool] = deque(maxlen=self.cfg.window)
+        self.level_env_steps = 0  # env steps spent at the current β
 
     @property
     def success_rate(self) -> float:
@@ -60,22 +71,36 @@ class PrivilegeSchedule:
         flags = successes.tolist() if isinstance(successes, torch.Tensor) else successes
         self.successes.extend(bool(s) for s in flags)
 
+    def count_env_steps(self, n: int) -> None:
+        """Add ``n`` env steps to the time spent at the current level."""
+        self.level_env_steps += n
+
     def step(self) -> bool:
-        """Lower β if the window is full and its success rate passes; whether it was lowered."""
+        """Lower β if the window is full and its success rate passes, or if the current level has
+        had its ``max_level_env_steps``; whether it was lowered."""
         full = len(self.successes) == self.cfg.window
-        if self.beta == 0.0 or not full or self.success_rate < self.cfg.success_threshold:
+        passed = full and self.success_rate >= self.cfg.success_threshold
+        limit = self.cfg.max_level_env_steps
+        timed_out = limit is not None and self.level_env_steps >= limit
+        if self.beta == 0.0 or not (passed or timed_out):
             return False
         # Rounded so that repeated steps of e.g. 0.1 land on 0 exactly rather than on 1e-17.
         self.beta = max(0.0, round(self.beta - self.cfg.beta_step, 9))
         self.successes.clear()
+        self.level_env_steps = 0
         return True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"beta": self.beta, "successes": list(self.successes)}
+        return {
+            "beta": self.beta,
+            "successes": list(self.successes),
+            "level_env_steps": self.level_env_steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.beta = float(state["beta"])
         self.successes = deque((bool(s) for s in state["successes"]), maxlen=self.cfg.window)
+        self.level_env_steps = int(state.get("level_env_steps", 0))
 
 
 @dataclass(frozen=True)
@@ -114,6 +139,7 @@ class PrivilegedCurriculum(Curriculum):
         return self.schedule.beta
 
     def observe(self, info: dict[str, Any]) -> None:
+        self.schedule.count_env_steps(self.env.num_envs)
         if self.settling > 0:
             self.settling -= 1
             return
