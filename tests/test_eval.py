@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 
 import pytest
 import torch
@@ -54,6 +55,30 @@ def test_runner_replans_only_envs_whose_queue_ran_dry():
     # env 0 executes two actions of each plan (made at t=0 and t=2); env 1 re-plans at t=1, t=3.
     assert [a[0, 0].item() for a in actions] == [0, 1, 200, 201]
     assert [a[1, 0].item() for a in actions] == [1000, 1100, 1101, 1300]
+
+
+def test_runner_ensembles_every_live_chunk_with_act_weights():
+    policy = SpyPolicy(n_obs_steps=1, horizon=4, n_action_steps=2)
+    runner = ChunkedPolicyRunner(policy, num_envs=3, device="cpu", chunking="ensemble")
+    actions = [runner.act(x_at(0))]
+    runner.reset(torch.tensor([1]))  # env 1 starts a new episode after one step
+    actions += [runner.act(x_at(t)) for t in range(1, 7)]
+    assert [len(w) for w in policy.windows] == [3] * 7  # every world plans every step
+
+    def expected(t: int, first: int, m: float = 0.01) -> float:
+        """Env 0's action at step t: chunk s predicts 100 * s + (t - s) for step t, the chunks
+        of steps max(first, t - 3)..t are live, weights exp(-m * i) from the oldest."""
+        starts = range(max(first, t - 3), t + 1)
+        w = [math.exp(-m * i) for i in range(len(starts))]
+        return sum(wi * (100 * s + t - s) for wi, s in zip(w, starts, strict=True)) / sum(w)
+
+    env0 = [a[0, 0].item() for a in actions]
+    assert env0 == pytest.approx([expected(t, 0) for t in range(7)])
+    env1 = [a[1, 0].item() - 1000 for a in actions]  # env 1's observations are 10 + t
+    assert env1[0] == 0 and env1[1] == pytest.approx(100)  # the old episode's chunk is gone
+    assert env1[2:] == pytest.approx([expected(t, 1) for t in range(2, 7)])
+    with pytest.raises(ValueError, match="chunking 'bogus'"):
+        ChunkedPolicyRunner(policy, num_envs=1, device="cpu", chunking="bogus")
 
 
 def test_runner_history_is_padded_with_the_first_observation():

@@ -200,7 +200,9 @@ def test_driver_exception_mid_episode(twin, tmp_path):
 
 def test_nan_from_the_policy_stops_the_arm(twin, tmp_path):
     policy = ScriptedPolicy(twin.observation_spec, nan_at_plan=2)
-    (result,), safe, path = run(twin, tmp_path, policy)
+    # late_action=send: on a loaded machine the NaN plan can be late, and a dropped (held) action
+    # never reaches the safety layer
+    (result,), safe, path = run(twin, tmp_path, policy, late_action="send")
     assert_fault(result, safe, twin, "nan", path)
     assert result.steps == 4  # plans 0 and 1 gave two actions each
 
@@ -211,7 +213,9 @@ def test_action_outside_the_workspace(twin, tmp_path, response):
         workspace_low=(0.0, -1.0, -0.1), workspace_high=(1.0, 1.0, 0.3), on_workspace=response
     )
     policy = ScriptedPolicy(twin.observation_spec, action=(0, 0, 1, 0, 0, 0, -1))  # straight up
-    (result,), safe, path = run(twin, tmp_path, policy, max_steps=15, safety=box)
+    (result,), safe, path = run(
+        twin, tmp_path, policy, max_steps=15, safety=box, late_action="send"
+    )
     if response == "clamp":
         assert result.fault is None and safe.clamps["workspace"] > 0
         with h5py.File(path) as f:

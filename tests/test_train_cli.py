@@ -109,6 +109,10 @@ def test_eval_changes_the_sampler_of_a_checkpoint(workdir, monkeypatch, capsys, 
     ddpm = ("+policy.sampler=ddpm", f"hydra.run.dir={eval_dir}")
     assert run(eval_cli, *common, *ddpm) == 0
     assert json.loads((eval_dir / "eval_info.json").read_text())["n_episodes"] == 2
+    ensembled = ("chunking=ensemble", "ensemble_m=0.1", f"hydra.run.dir={workdir / 'ens'}")
+    assert run(eval_cli, *common, *ensembled) == 0
+    info = json.loads((workdir / "ens" / "eval_info.json").read_text())
+    assert info["chunking"] == "ensemble(m=0.1)" and info["n_episodes"] == 2
     for change, message in (
         ("+policy.samplr=ddpm", "policy config change 'samplr': policy 'diffusion' has no such"),
         ("+policy.mlp.hidden_dim=64", "does not fit policy 'diffusion' with config changes"),
@@ -247,6 +251,7 @@ def test_resume_refuses_to_change_the_model(workdir, monkeypatch, capsys, lift_d
         (("checkpoint=empty_dir",), "has no model.safetensors"),
         (("checkpoint=nowhere",), "nowhere does not exist"),
         (("checkpoint=empty_dir", "num_episodes=0"), "num_episodes must be positive"),
+        (("checkpoint=empty_dir", "chunking=smooth"), "chunking 'smooth': choose from"),
     ],
 )
 def test_eval_bad_input(workdir, monkeypatch, capsys, overrides, message):

@@ -40,6 +40,7 @@ from robolearn.cli.common import (
 )
 from robolearn.envs.vec_env import VecEnv
 from robolearn.eval.evaluate import EVAL_INFO_FILE, EvalResult, evaluate
+from robolearn.eval.runner import CHUNKING
 
 PROG = "robolearn-eval"
 
@@ -60,6 +61,8 @@ class EvalSettings:
     device: str = "cpu"
     threads: int = 0
     progress: bool = True
+    chunking: str = "receding"  # receding | ensemble (ACT's temporal ensembling), as on a robot
+    ensemble_m: float = 0.01  # ensemble weights exp(-m * i), i = 0 the oldest chunk
     #: changes to the checkpoint's policy config that hold no weights (e.g. sampler: ddpm)
     policy: dict[str, Any] = field(default_factory=dict)
 
@@ -69,6 +72,10 @@ class EvalSettings:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if self.chunking not in CHUNKING:
+            raise ValueError(f"chunking {self.chunking!r}: choose from {CHUNKING}")
+        if self.ensemble_m < 0:
+            raise ValueError(f"ensemble_m must be >= 0, got {self.ensemble_m}")
         if not isinstance(self.policy, dict):
             raise ValueError(f"config key 'policy' must be a mapping, got {self.policy!r}")
 
@@ -121,6 +128,8 @@ def run_evaluation(
             video=video,
             video_episodes=settings.video_episodes,
             progress=settings.progress,
+            chunking=settings.chunking,
+            ensemble_m=settings.ensemble_m,
         )
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing written", file=sys.stderr)

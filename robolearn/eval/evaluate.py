@@ -51,6 +51,7 @@ class EvalResult:
     wall_time_s: float
     seed: int | None
     video: str | None
+    chunking: str = "receding"  # how chunks were executed (ChunkedPolicyRunner)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -94,6 +95,8 @@ def evaluate(
     video: str | os.PathLike[str] | None = None,
     video_episodes: int = 3,
     progress: bool = True,
+    chunking: str = "receding",
+    ensemble_m: float = 0.01,
 ) -> EvalResult:
     """Roll ``policy`` out in all of ``env``'s worlds until ``n_episodes`` episodes are done.
 
@@ -101,6 +104,7 @@ def evaluate(
     at success. ``seed`` seeds the env's resets and the policy's sampling; the caller's torch RNG
     state is left as it was. ``video``: an mp4 path for the first episodes of worlds
     ``0..video_episodes-1``, skipped with a message when rendering is unavailable.
+    ``chunking``/``ensemble_m``: how chunks are executed (:class:`ChunkedPolicyRunner`).
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
@@ -113,7 +117,7 @@ def evaluate(
             torch.manual_seed(seed)
         obs, _ = env.reset(seed=seed)
         policy.reset()
-        runner = ChunkedPolicyRunner(policy, env.num_envs, device)
+        runner = ChunkedPolicyRunner(policy, env.num_envs, device, chunking, ensemble_m)
         tally = _EpisodeTally(env.num_envs, n_episodes)
         recorder = None
         if video is not None and video_episodes > 0:
@@ -158,6 +162,7 @@ def evaluate(
         wall_time_s=time.perf_counter() - start,
         seed=seed,
         video=None if video_path is None else str(video_path),
+        chunking=chunking if chunking == "receding" else f"{chunking}(m={ensemble_m:g})",
     )
 
 

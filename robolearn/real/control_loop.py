@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from robolearn.eval.runner import CHUNKING
 from robolearn.real.faults import Fault, FaultError
 from robolearn.real.recorder import EpisodeRecorder
 from robolearn.real.robot import Observation, Robot, hold_action
@@ -53,7 +54,6 @@ from robolearn.real.safety import SafetyLayer
 if TYPE_CHECKING:
     from robolearn.eval.runner import ChunkPolicy
 
-CHUNKING = ("receding", "ensemble")
 LATE_ACTIONS = ("drop", "send")
 log = logging.getLogger(__name__)
 
