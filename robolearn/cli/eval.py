@@ -40,7 +40,7 @@ from robolearn.cli.common import (
 )
 from robolearn.envs.vec_env import VecEnv
 from robolearn.eval.evaluate import EVAL_INFO_FILE, EvalResult, evaluate
-from robolearn.eval.runner import CHUNKING
+from robolearn.eval.runner import check_chunking
 
 PROG = "robolearn-eval"
 
@@ -72,10 +72,7 @@ class EvalSettings:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
-        if self.chunking not in CHUNKING:
-            raise ValueError(f"chunking {self.chunking!r}: choose from {CHUNKING}")
-        if self.ensemble_m < 0:
-            raise ValueError(f"ensemble_m must be >= 0, got {self.ensemble_m}")
+        check_chunking(self.chunking, self.ensemble_m)
         if not isinstance(self.policy, dict):
             raise ValueError(f"config key 'policy' must be a mapping, got {self.policy!r}")
 

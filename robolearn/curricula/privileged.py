@@ -6,8 +6,9 @@ the next step down needs ``window`` fresh episodes at the new level. With
 ``max_level_env_steps`` set, β also steps down once that many env steps have been spent at one
 level, passed or not: a floor on the rate of descent, so that a policy that leans on the privilege
 (it succeeds ~50% of the time at a level it cannot leave) still reaches β = 0 within the budget.
-β never increases and stops at 0, where the final policy is trained and evaluated. Mao et al. (2025) did not publish their
-constants; these defaults are ours (see ``conf/curriculum/privileged.yaml``).
+β never increases and stops at 0, where the final policy is trained and evaluated. Mao et al.
+(2025) did not publish their constants; these defaults are ours (see
+``conf/curriculum/privileged.yaml``).
 
 :class:`PrivilegeSchedule` is the pure logic; :class:`PrivilegedCurriculum` feeds it the env's
 finished episodes and applies β to a :class:`PrivilegedActionWrapper`.

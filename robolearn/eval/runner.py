@@ -25,6 +25,14 @@ from robolearn.spec import ObsSpec
 CHUNKING = ("receding", "ensemble")
 
 
+def check_chunking(chunking: str, ensemble_m: float) -> None:
+    """Refuse an unknown chunking or a negative ensembling rate (eval, deploy and the runner)."""
+    if chunking not in CHUNKING:
+        raise ValueError(f"chunking {chunking!r}: choose from {CHUNKING}")
+    if ensemble_m < 0:
+        raise ValueError(f"ensemble_m must be >= 0, got {ensemble_m}")
+
+
 def ensemble_weights(count: torch.Tensor, m: float, horizon: int) -> torch.Tensor:
     """Temporal-ensembling weights ``(B, horizon)`` by chunk age (0: planned this step) for
     worlds holding ``count`` live chunks: ``exp(-m · i)``, ``i = 0`` the oldest live chunk, 0 for
@@ -55,10 +63,7 @@ class ChunkedPolicyRunner:
         chunking: str = "receding",
         ensemble_m: float = 0.01,
     ):
-        if chunking not in CHUNKING:
-            raise ValueError(f"chunking {chunking!r}: choose from {CHUNKING}")
-        if ensemble_m < 0:
-            raise ValueError(f"ensemble_m must be >= 0, got {ensemble_m}")
+        check_chunking(chunking, ensemble_m)
         self.policy, self.num_envs, self.device = policy, num_envs, torch.device(device)
         self.chunking, self.ensemble_m = chunking, ensemble_m
         self.n_obs_steps = policy.cfg.n_obs_steps
@@ -68,6 +73,7 @@ class ChunkedPolicyRunner:
         self.queue: torch.Tensor | None = None  # (N, n_action_steps, A)
         self.remaining = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.fresh = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        self.all_envs = torch.arange(num_envs, device=self.device)
         # ensemble: chunks[w, k] = world w's chunk planned k steps ago; live[w] = how many exist
         self.chunks: torch.Tensor | None = None  # (N, horizon, horizon, A)
         self.live = torch.zeros(num_envs, dtype=torch.long, device=self.device)
@@ -81,7 +87,7 @@ class ChunkedPolicyRunner:
         if need.numel():
             self._plan(need)
         step = self.n_action_steps - self.remaining
-        actions = self.queue[torch.arange(self.num_envs, device=self.device), step]
+        actions = self.queue[self.all_envs, step]
         self.remaining -= 1
         return actions
 
@@ -93,8 +99,7 @@ class ChunkedPolicyRunner:
         self.live[env_ids] = 0
 
     def _ensembled(self) -> torch.Tensor:
-        everyone = torch.arange(self.num_envs, device=self.device)
-        chunk = self._predict(everyone)  # (N, H, A)
+        chunk = self._predict(self.all_envs)  # (N, H, A)
         horizon = chunk.shape[1]
         if self.chunks is None:
             self.chunks = chunk.new_zeros(self.num_envs, horizon, *chunk.shape[1:])

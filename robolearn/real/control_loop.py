@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from robolearn.eval.runner import CHUNKING
+from robolearn.eval.runner import check_chunking, ensemble_weights
 from robolearn.real.faults import Fault, FaultError
 from robolearn.real.recorder import EpisodeRecorder
 from robolearn.real.robot import Observation, Robot, hold_action
@@ -89,12 +89,9 @@ class LoopConfig:
             raise ValueError(
                 f"rate_hz must be >= 0 (0: the spec's control_freq), got {self.rate_hz}"
             )
-        if self.chunking not in CHUNKING:
-            raise ValueError(f"chunking {self.chunking!r}: choose from {CHUNKING}")
+        check_chunking(self.chunking, self.ensemble_m)
         if self.late_action not in LATE_ACTIONS:
             raise ValueError(f"late_action {self.late_action!r}: choose from {LATE_ACTIONS}")
-        if self.ensemble_m < 0:
-            raise ValueError(f"ensemble_m must be >= 0, got {self.ensemble_m}")
 
 
 @dataclass
@@ -248,8 +245,10 @@ class ControlLoop:
         self._chunks.append((step, self._plan(result)))
         while self._chunks[0][0] + len(self._chunks[0][1]) <= step:
             self._chunks.popleft()
-        predictions = np.stack([chunk[step - start] for start, chunk in self._chunks])
-        weights = np.exp(-self.config.ensemble_m * np.arange(len(predictions)))
+        # Newest chunk first, i.e. by age, as ensemble_weights orders them.
+        predictions = np.stack([chunk[step - start] for start, chunk in reversed(self._chunks)])
+        n = len(predictions)
+        weights = ensemble_weights(torch.tensor([n]), self.config.ensemble_m, n)[0].numpy()
         return (weights[:, None] * predictions).sum(0) / weights.sum()
 
     def _observe(self, obs: Observation) -> None:
