@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from robolearn.cli import collect as cli
+from robolearn.cli.common import demo_task_config
 from robolearn.data.collect import collect
 from robolearn.data.hdf5 import DemoFile, EpisodeWriter, validate_dataset
 from robolearn.experts import make_expert
@@ -177,3 +178,18 @@ def test_action_noise_executes_noisy_actions_and_records_the_experts(tmp_path):
         assert drift.max() > 1e-3
     with pytest.raises(ValueError, match="action_noise"):
         collect("reach", 1, tmp_path / "bad.hdf5", action_noise=-0.1, progress=False)
+
+
+def test_push_demos_end_under_the_experts_tighter_radius(workdir, monkeypatch):
+    """Push demos end with the cube within the expert's 1 cm, not the task's 3 cm, and the
+    recorded task config says so; a radius given on the command line wins over the expert's."""
+    base = ("task=push", "num_episodes=2", "num_envs=2", "progress=false")
+    for extra, radius in (((), 0.01), (("task.success_radius=0.02",), 0.02)):
+        output = workdir / f"push_{radius}.hdf5"
+        assert run_cli(monkeypatch, *base, *extra, f"output={output}") == 0
+        with DemoFile(output) as demos:
+            assert demos.env_args["env_kwargs"]["task_config"]["success_radius"] == radius
+            for name in demos.demos:
+                last = {k: v[-1] for k, v in demos.episode(name)["next_obs"].items()}
+                assert np.linalg.norm((last["cube_pos"] - last["target_pos"])[:2]) < radius
+    assert demo_task_config("lift", {"episode_length": 50}, ["task=lift"]) == {"episode_length": 50}

@@ -24,15 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from robolearn.assets import conf_dir
-from robolearn.cli.common import BAD_INPUT, EXIT_INTERRUPTED, fail, run_hydra_main
+from robolearn.cli.common import (
+    BAD_INPUT,
+    EXIT_INTERRUPTED,
+    demo_task_config,
+    fail,
+    run_hydra_main,
+)
 from robolearn.cli.deploy import RobotSettings
 from robolearn.data.collect import CollectResult, collect
 from robolearn.data.hdf5 import check_output_path
-from robolearn.experts import EXPERTS
 from robolearn.real.drivers import make_robot
 from robolearn.real.recorder import EpisodeRecorder, RecordingError
 from robolearn.real.robot import RobotError
@@ -105,10 +111,7 @@ def _parse(cfg: DictConfig) -> tuple[str, dict[str, Any], SimSettings, CollectSe
     assert isinstance(data, dict)
     data.pop("teleop", None)  # the teleop device is for robot= sessions
     name, task_cfg = _task(data)
-    if name not in EXPERTS:
-        raise ValueError(
-            f"no scripted expert for task {name!r}; experts exist for {sorted(EXPERTS)}"
-        )
+    task_cfg = demo_task_config(name, task_cfg, HydraConfig.get().overrides.task)
     sim = from_dict(SimSettings, data.pop("sim"), path="sim.")
     if sim.backend not in BACKENDS:
         raise ValueError(f"unknown sim backend {sim.backend!r}; choose from {BACKENDS}")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from hydra.errors import CompactHydraException
 from hydra.utils import to_absolute_path
@@ -45,6 +45,24 @@ def run_hydra_main(prog: str, hydra_main: Callable[[], None]) -> None:
             hydra_main()
         except CompactHydraException as e:
             fail(prog, _hydra_message(e))
+
+
+def demo_task_config(
+    task: str, task_cfg: dict[str, Any], cli_overrides: Sequence[str]
+) -> dict[str, Any]:
+    """The task settings to collect ``task``'s scripted demos under: the composed task config
+    ``task_cfg`` less the keys the expert sets for its demos
+    (:attr:`~robolearn.experts.ScriptedExpert.demo_task_overrides`), unless the command line
+    (``cli_overrides``, Hydra's ``task.<key>=...`` strings) set them itself."""
+    from robolearn.experts import expert_class
+
+    explicit = {
+        o.lstrip("+~").split("=", 1)[0].removeprefix("task.")
+        for o in cli_overrides
+        if o.lstrip("+~").startswith("task.")
+    }
+    expert_keys = expert_class(task).demo_task_overrides
+    return {k: v for k, v in task_cfg.items() if k not in expert_keys or k in explicit}
 
 
 def checkpoint_settings(

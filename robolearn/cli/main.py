@@ -30,7 +30,13 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from robolearn.assets import conf_dir
-from robolearn.cli.common import BAD_INPUT, EXIT_INTERRUPTED, fail, run_hydra_main
+from robolearn.cli.common import (
+    BAD_INPUT,
+    EXIT_INTERRUPTED,
+    demo_task_config,
+    fail,
+    run_hydra_main,
+)
 from robolearn.cli.eval import EvalReport, EvalSettings, run_evaluation
 from robolearn.cli.train import TrainJob, prepare
 from robolearn.data.collect import collect
@@ -74,7 +80,7 @@ def _main(cfg: DictConfig) -> None:
 
     dataset = Path(to_absolute_path(str(data["dataset"])))
     if not dataset.exists():
-        _collect(data["task"], dataset, collect_settings)
+        _collect(data["task"], dataset, collect_settings, hydra_cfg.overrides.task)
     try:
         job = prepare(data, run_dir, train_overrides)
     except BAD_INPUT as e:
@@ -86,12 +92,15 @@ def _main(cfg: DictConfig) -> None:
     print(_summary(job, trained, report, eval_settings.video, time.perf_counter() - start))
 
 
-def _collect(task_cfg: dict[str, Any], path: Path, settings: CollectSettings) -> None:
+def _collect(
+    task_cfg: dict[str, Any], path: Path, settings: CollectSettings, cli_overrides: list[str]
+) -> None:
     """Scripted-expert demos into ``path``; exit 1 if the expert fails too often, 130 on Ctrl-C."""
     task_cfg = dict(task_cfg)
     task = task_cfg.pop("name")
     log.info("no dataset at %s: collecting %d %s demos", path, settings.num_episodes, task)
     try:
+        task_cfg = demo_task_config(task, task_cfg, cli_overrides)
         result = collect(
             task,
             settings.num_episodes,

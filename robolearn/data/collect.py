@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from robolearn.data.hdf5 import EpisodeWriter, check_output_path
 from robolearn.envs.vec_env import VecEnv
-from robolearn.experts import ScriptedExpert, make_expert
+from robolearn.experts import ScriptedExpert, expert_class, make_expert
 from robolearn.sim.batched import BatchedSim
 from robolearn.utils.stats import wilson_interval
 
@@ -99,7 +99,8 @@ def collect(
     """Write ``num_episodes`` expert demos of ``task`` to ``output`` and measure the expert.
 
     Episodes end at success (``terminate_on_success`` defaults to true here), termination or
-    the time limit. Failed episodes are written only with ``keep_failed``. Collection gives up
+    the time limit. The expert's ``demo_task_overrides`` (e.g. push's tighter success radius) apply
+    under ``task_overrides``; the expert's success rate is measured under the merged settings. Failed episodes are written only with ``keep_failed``. Collection gives up
     after ``max_attempts`` counted episodes (default ``10 * num_episodes``) so that a broken
     expert cannot loop forever. ``KeyboardInterrupt`` stops it cleanly: the completed episodes
     are published and the result says ``interrupted``. ``action_noise``: see the module
@@ -110,7 +111,11 @@ def collect(
     if not 0 <= action_noise < 1:
         raise ValueError(f"action_noise must be in [0, 1), got {action_noise!r}")
     path = check_output_path(output, overwrite)  # before any simulation work
-    overrides = {"terminate_on_success": True, **(task_overrides or {})}
+    overrides = {
+        "terminate_on_success": True,
+        **expert_class(task).demo_task_overrides,
+        **(task_overrides or {}),
+    }
     env = VecEnv(
         task, num_envs, backend=backend, device=device, seed=seed, task_overrides=overrides
     )

@@ -24,14 +24,18 @@ EXPERTS: dict[str, type[ScriptedExpert]] = {
 }
 
 
-def make_expert(
-    task_name: str, num_envs: int, device: torch.device | str, control=None
-) -> ScriptedExpert:
+def expert_class(task_name: str) -> type[ScriptedExpert]:
     if task_name not in EXPERTS:
         raise ValueError(
             f"no scripted expert for task {task_name!r}; experts exist for {sorted(EXPERTS)}"
         )
-    return EXPERTS[task_name](num_envs, device, control)
+    return EXPERTS[task_name]
 
 
-__all__ = ["EXPERTS", "ScriptedExpert", "make_expert"]
+def make_expert(
+    task_name: str, num_envs: int, device: torch.device | str, control=None
+) -> ScriptedExpert:
+    return expert_class(task_name)(num_envs, device, control)
+
+
+__all__ = ["EXPERTS", "ScriptedExpert", "expert_class", "make_expert"]

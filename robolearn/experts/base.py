@@ -8,6 +8,8 @@ caller resets it with :meth:`ScriptedExpert.reset` for worlds that start a new e
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 
@@ -25,6 +27,11 @@ DOWN = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 
 
 class ScriptedExpert(ABC):
+    #: Task settings this expert's demonstrations are collected under where they differ from the
+    #: task's own (a caller's explicit task overrides still win). A stricter success criterion than
+    #: the evaluated one makes demos finish with a margin that a cloned policy's error can use up.
+    demo_task_overrides: ClassVar[Mapping[str, Any]] = {}
+
     def __init__(
         self, num_envs: int, device: torch.device | str, control: ControlConfig | None = None
     ):

@@ -33,6 +33,11 @@ MAX_TURN = math.radians(50)  # push direction's deviation from the pushed face's
 
 
 class PushExpert(ScriptedExpert):
+    #: Demos push the cube to within 1 cm of the target, not just inside the task's 3 cm: a policy
+    #: cloned from demos that stop at the 3 cm edge parks the cube just outside it (70-80% success
+    #: vs 86-91% with these; docs/benchmarks.md, issue 3).
+    demo_task_overrides = {"success_radius": 0.01}
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         #: World-frame yaw of the face normal being pushed, chosen while lining up.
