@@ -103,6 +103,13 @@ def test_replaying_a_demo_advances_progress_and_a_frozen_agent_does_not():
     assert logged["ads/progress"] == T and logged["ads/gamma"] == pytest.approx(0.2 ** (1 / T))
 
 
+def test_demos_shorter_than_the_horizon_are_flagged(caplog):
+    ADSCurriculum(make_demos(), T)
+    assert not caplog.records
+    ADSCurriculum(make_demos(steps=T // 2), T)
+    assert f"at most {T // 2} frames but episodes run {T} steps" in caplog.text
+
+
 def test_fixed_gamma_baseline_keeps_its_discount_while_progress_advances():
     demos = make_demos()
     fixed = ADSCurriculum(demos, T, ADSConfig(fixed_gamma=0.99))

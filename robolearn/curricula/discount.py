@@ -23,6 +23,7 @@ with anything (itself included) would be meaningless.
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from robolearn.curricula.demos import load_observation_episodes
 from robolearn.curricula.ot_reward import OTReward, cosine_cost
 
 Episode = dict[str, torch.Tensor]  # {obs key: (T, d)}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,19 @@ class ADSCurriculum(Curriculum):
             raise ValueError(f"ADS horizon (episode length) must be >= 1, got {horizon}")
         self.horizon = horizon
         raw = [self._concat(d, f"demo {i}") for i, d in enumerate(demos)]
+        longest = max(len(x) for x in raw)
+        if longest < horizon:
+            # ref(k) cannot grow past the demos' length: p then rises to T on the first frames'
+            # match alone (docs/benchmarks.md, ADS vs fixed gamma).
+            log.warning(
+                "ADS: the demos have at most %d frames but episodes run %d steps; progress "
+                "beyond frame %d is not measured. Collect demos that span the episode "
+                "(e.g. +task.terminate_on_success=false task.episode_length=%d)",
+                longest,
+                horizon,
+                longest,
+                horizon,
+            )
         frames = torch.cat(raw)
         self._mean, self._std = frames.mean(0), frames.std(0).clamp_min(1e-6)
         self.demos = [self._standardise(x) for x in raw]
