@@ -15,10 +15,12 @@ from console import run
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from robolearn import load_policy
 from robolearn.cli import eval as eval_cli
 from robolearn.cli import main as main_cli
 from robolearn.cli import train as train_cli
 from robolearn.data.collect import collect
+from robolearn.data.hdf5 import DemoFile
 from robolearn.policies.trainer import StepBatches, Trainer
 
 #: Tiny networks, so that a few dozen steps take a second or two.
@@ -300,3 +302,21 @@ def test_step_batches_depend_only_on_seed_and_step():
     assert later == first[4:]
     assert sorted(sum(first[:5], [])[:10]) == list(range(10))  # an epoch is a permutation
     assert [b for b, _ in zip(StepBatches(10, 4, seed=4), range(7), strict=False)] != first
+
+
+def test_main_job_push_experiment(workdir, monkeypatch, capsys):
+    """``robolearn experiment=push``: push demos under the expert's 1 cm rule, the preset's
+    short-chunk policy, evaluated on the task's own 3 cm rule."""
+    args = (
+        "experiment=push", "policy.mlp.hidden_dim=32", "policy.mlp.num_blocks=1", *FAST,
+        "train.steps=4", "collect.num_episodes=2", "collect.num_envs=2", "collect.progress=false",
+        "eval.num_episodes=2", "eval.num_envs=2", "eval.video=false", "eval.progress=false",
+        "hydra.run.dir=main",
+    )  # fmt: skip
+    assert run(main_cli, *args) == 0
+    with DemoFile(workdir / "datasets" / "push_expert.hdf5") as demos:
+        assert demos.env_args["env_kwargs"]["task_config"]["success_radius"] == 0.01
+    config = json.loads((workdir / "main" / "eval_info.json").read_text())
+    assert config["task"] == "push"
+    policy = load_policy(workdir / "main")
+    assert (policy.cfg.horizon, policy.cfg.n_action_steps, policy.cfg.n_obs_steps) == (2, 2, 1)
