@@ -305,8 +305,8 @@ def test_step_batches_depend_only_on_seed_and_step():
 
 
 def test_main_job_push_experiment(workdir, monkeypatch, capsys):
-    """``robolearn experiment=push``: push demos under the expert's 1 cm rule, the preset's
-    short-chunk policy, evaluated on the task's own 3 cm rule."""
+    """``robolearn experiment=push``: push demos under the expert's 1 cm rule, then the preset's
+    short-chunk policy trained and evaluated on push."""
     args = (
         "experiment=push", "policy.mlp.hidden_dim=32", "policy.mlp.num_blocks=1", *FAST,
         "train.steps=4", "collect.num_episodes=2", "collect.num_envs=2", "collect.progress=false",
@@ -316,7 +316,7 @@ def test_main_job_push_experiment(workdir, monkeypatch, capsys):
     assert run(main_cli, *args) == 0
     with DemoFile(workdir / "datasets" / "push_expert.hdf5") as demos:
         assert demos.env_args["env_kwargs"]["task_config"]["success_radius"] == 0.01
-    config = json.loads((workdir / "main" / "eval_info.json").read_text())
-    assert config["task"] == "push"
+    info = json.loads((workdir / "main" / "eval_info.json").read_text())
+    assert info["task"] == "push"
     policy = load_policy(workdir / "main")
     assert (policy.cfg.horizon, policy.cfg.n_action_steps, policy.cfg.n_obs_steps) == (2, 2, 1)

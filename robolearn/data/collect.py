@@ -99,10 +99,11 @@ def collect(
     """Write ``num_episodes`` expert demos of ``task`` to ``output`` and measure the expert.
 
     Episodes end at success (``terminate_on_success`` defaults to true here), termination or
-    the time limit. The expert's ``demo_task_overrides`` (e.g. push's tighter success radius) apply
-    under ``task_overrides``; the expert's success rate is measured under the merged settings. Failed episodes are written only with ``keep_failed``. Collection gives up
-    after ``max_attempts`` counted episodes (default ``10 * num_episodes``) so that a broken
-    expert cannot loop forever. ``KeyboardInterrupt`` stops it cleanly: the completed episodes
+    the time limit. The expert's ``demo_task_overrides`` (e.g. push's tighter success radius)
+    apply under ``task_overrides``; the expert's success rate is measured under the merged
+    settings. Failed episodes are written only with ``keep_failed``. Collection gives up after
+    ``max_attempts`` counted episodes (default ``10 * num_episodes``) so that a broken expert
+    cannot loop forever. ``KeyboardInterrupt`` stops it cleanly: the completed episodes
     are published and the result says ``interrupted``. ``action_noise``: see the module
     docstring (DART noise on the executed actions; the expert's success rate is measured under it).
     """
