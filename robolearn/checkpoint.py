@@ -10,7 +10,9 @@ Layout of a checkpoint directory::
         optimizer.pt, scheduler.pt, rng.pt, <other state dicts>.pt   (torch.save)
         state.json           {"step", "epoch", ...}: the plain values
 
-and ``<run_dir>/last``, a text file holding the newest checkpoint's path relative to the run dir.
+and ``<run_dir>/last``, a text file holding the newest checkpoint's path relative to the run dir
+(``<run_dir>/best`` likewise names the checkpoint that scored best in the simulator during
+training, when the run evaluated there).
 
 Why this shape: weights are safetensors and everything else JSON, YAML or tensor-only pickles
 read with ``torch.load(weights_only=True)``, so loading a checkpoint never runs code from it.
@@ -50,6 +52,8 @@ SPEC_FILE = "spec.json"
 TRAINING_STATE_DIR = "training_state"
 STATE_FILE = "state.json"
 LAST_POINTER = "last"
+BEST_POINTER = "best"
+POINTERS = (LAST_POINTER, BEST_POINTER)
 POLICY_PREFIX, EMA_PREFIX = "policy.", "ema."
 
 PathLike = str | os.PathLike[str]
@@ -91,14 +95,17 @@ def save_checkpoint(
     return ckpt_dir
 
 
-def update_last_pointer(run_dir: PathLike, ckpt_dir: PathLike) -> Path:
-    """Atomically point ``<run_dir>/last`` at ``ckpt_dir`` (stored relative to the run dir)."""
+def update_pointer(run_dir: PathLike, ckpt_dir: PathLike, name: str = LAST_POINTER) -> Path:
+    """Atomically point ``<run_dir>/<name>`` (``last`` or ``best``) at ``ckpt_dir``, stored
+    relative to the run dir."""
+    if name not in POINTERS:
+        raise ValueError(f"checkpoint pointer {name!r}: choose from {POINTERS}")
     run_dir, ckpt_dir = Path(run_dir), Path(ckpt_dir)
     if not (ckpt_dir / MODEL_FILE).is_file():
         raise FileNotFoundError(f"checkpoint dir {ckpt_dir} has no {MODEL_FILE}")
     target = os.path.relpath(ckpt_dir.resolve(), run_dir.resolve())
-    pointer = run_dir / LAST_POINTER
-    tmp = run_dir / f".{LAST_POINTER}.{uuid.uuid4().hex}.tmp"
+    pointer = run_dir / name
+    tmp = run_dir / f".{name}.{uuid.uuid4().hex}.tmp"
     try:
         _write_text(tmp, target + "\n")
         os.replace(tmp, pointer)
@@ -149,17 +156,22 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 
 # --- loading --------------------------------------------------------------------------------------
 def resolve_checkpoint(path: PathLike) -> Path:
-    """The checkpoint dir that ``path`` names: a checkpoint dir itself, or a run dir whose
-    ``last`` pointer is followed."""
+    """The checkpoint dir that ``path`` names: a checkpoint dir itself, a run dir whose
+    ``last`` pointer is followed, or one of a run dir's pointer files (``<run_dir>/best``)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint path {path} does not exist")
+    if path.is_file() and path.name in POINTERS:
+        return _follow_pointer(path.parent, path.name)
     if not path.is_dir():
-        raise NotADirectoryError(f"checkpoint path {path} is a file; give a checkpoint or run dir")
+        raise NotADirectoryError(
+            f"checkpoint path {path} is a file; give a checkpoint dir, a run dir or a run dir's "
+            f"pointer ({' or '.join(POINTERS)})"
+        )
     if (path / MODEL_FILE).is_file():
         return path
     if (path / LAST_POINTER).is_file():
-        return _follow_last(path)
+        return _follow_pointer(path, LAST_POINTER)
     raise FileNotFoundError(
         f"checkpoint dir {path} has no {MODEL_FILE} (and no '{LAST_POINTER}' pointer to follow)"
     )
@@ -355,14 +367,14 @@ def _write_training_state(state_dir: Path, training_state: Mapping[str, Any]) ->
     _write_text(state_dir / STATE_FILE, text)
 
 
-def _follow_last(run_dir: Path) -> Path:
-    target = (run_dir / LAST_POINTER).read_text().strip()
+def _follow_pointer(run_dir: Path, name: str) -> Path:
+    target = (run_dir / name).read_text().strip()
     if not target:
-        raise FileNotFoundError(f"run dir {run_dir}: its '{LAST_POINTER}' pointer is empty")
+        raise FileNotFoundError(f"run dir {run_dir}: its '{name}' pointer is empty")
     ckpt = run_dir / target
     if not (ckpt / MODEL_FILE).is_file():
         raise FileNotFoundError(
-            f"run dir {run_dir}: its '{LAST_POINTER}' pointer names {target!r}, "
+            f"run dir {run_dir}: its '{name}' pointer names {target!r}, "
             f"which is not a checkpoint ({ckpt / MODEL_FILE} does not exist)"
         )
     return ckpt

@@ -22,7 +22,7 @@ from robolearn.checkpoint import (
     resolve_checkpoint,
     restore_rng_state,
     save_checkpoint,
-    update_last_pointer,
+    update_pointer,
 )
 from robolearn.data.normalizer import Normalizer
 from robolearn.policies import Policy, PolicyConfig
@@ -132,7 +132,7 @@ def test_config_changes_rebuild_the_policy_with_the_same_weights(tmp_path):
 def test_failed_save_leaves_no_checkpoint_and_last_intact(tmp_path, monkeypatch):
     run = tmp_path / "run"
     first = save_checkpoint(run / "checkpoints" / "step_1", make_policy(), config=config())
-    update_last_pointer(run, first)
+    update_pointer(run, first)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C while the training state is being written
@@ -149,17 +149,24 @@ def test_failed_save_leaves_no_checkpoint_and_last_intact(tmp_path, monkeypatch)
     assert resolve_checkpoint(run) == run / "checkpoints" / "step_1"
 
 
-def test_resolve_follows_last_pointer_of_run_dir(tmp_path):
+def test_resolve_follows_the_pointers_of_a_run_dir(tmp_path):
     run, policy = tmp_path / "run", make_policy()
     for step in (1, 2):
         ckpt = save_checkpoint(run / "checkpoints" / f"step_{step}", policy, config=config())
-        update_last_pointer(run, ckpt)
+        update_pointer(run, ckpt)
     assert (run / "last").read_text().strip() == "checkpoints/step_2"
     assert resolve_checkpoint(run) == run / "checkpoints" / "step_2"
     assert isinstance(load_policy(run), TinyPolicy)
     # Saving over an existing checkpoint replaces it whole.
     save_checkpoint(run / "checkpoints" / "step_2", policy, config=config())
     assert len(list((run / "checkpoints").iterdir())) == 2
+
+    # A run dir's `best` pointer file names a checkpoint too; `last` stays the run dir's default.
+    update_pointer(run, run / "checkpoints" / "step_1", "best")
+    assert resolve_checkpoint(run / "best") == run / "checkpoints" / "step_1"
+    assert resolve_checkpoint(run) == run / "checkpoints" / "step_2"
+    with pytest.raises(ValueError, match="pointer 'first': choose from"):
+        update_pointer(run, run / "checkpoints" / "step_1", "first")
 
     (run / "last").write_text("checkpoints/step_9\n")
     with pytest.raises(FileNotFoundError, match="'last' pointer names 'checkpoints/step_9'"):
@@ -175,6 +182,9 @@ def test_missing_weights_and_paths_are_named(tmp_path):
     ckpt = save_checkpoint(tmp_path / "ckpt", make_policy(), config=config())
     with pytest.raises(FileNotFoundError, match="cannot be resumed"):
         load_training_state(ckpt)
+    (tmp_path / "notes.txt").write_text("checkpoints/step_1\n")
+    with pytest.raises(NotADirectoryError, match="notes.txt is a file; give a checkpoint dir"):
+        load_policy(tmp_path / "notes.txt")
 
 
 def test_spec_mismatch_names_the_key():

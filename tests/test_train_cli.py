@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from robolearn import load_policy
+from robolearn.checkpoint import resolve_checkpoint
 from robolearn.cli import eval as eval_cli
 from robolearn.cli import main as main_cli
 from robolearn.cli import train as train_cli
@@ -181,6 +182,33 @@ def test_resume_is_exact_and_ctrl_c_saves(workdir, monkeypatch, lift_demos, caps
         assert (value == again[key]).all(), key
 
 
+def test_best_checkpoint_is_kept_and_survives_resume(workdir, monkeypatch, lift_demos):
+    """Each in-training evaluation at least as good as the best so far checkpoints its step and
+    moves ``best`` (a tie goes to the later step); a resumed run points its own ``best`` at
+    the earlier run's weights."""
+    rates = iter([0.5, 0.75, 0.25, 0.75, 0.5, 0.25])  # evaluations at steps 2, 4, ..., 10; 12
+    scripted = lambda *args: lambda policy: {"success_rate": next(rates)}  # noqa: E731
+    monkeypatch.setattr(train_cli, "_sim_evaluator", scripted)
+    run_dir = workdir / "run"
+    assert train("bc", run_dir, lift_demos, "train.steps=10", "train.eval_every=2") == 0
+    assert (run_dir / "best").read_text().strip() == "checkpoints/step_0000008"
+    steps = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert steps == ["step_0000002", "step_0000004", "step_0000008", "step_0000010"]
+    assert isinstance(load_policy(run_dir / "best"), type(load_policy(run_dir)))
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("eval/best_success_rate")] == [0.5] + [0.75] * 4
+
+    resumed = workdir / "resumed"
+    status = run(
+        train_cli, f"resume={run_dir}", "train.steps=12", "train.progress=false",
+        f"hydra.run.dir={resumed}",
+    )  # fmt: skip
+    assert status == 0 and next(rates, None) is None
+    best = resolve_checkpoint(resumed / "best").resolve()
+    assert best == (run_dir / "checkpoints" / "step_0000008").resolve()
+
+
 def test_sigint_stops_after_the_step_and_resumes(workdir, monkeypatch, lift_demos, capsys):
     """A real SIGINT mid-step: the step completes, a checkpoint is saved, exit 130."""
     real_step = Trainer._train_step
@@ -282,7 +310,8 @@ def test_wandb_offline_needs_no_network(workdir, monkeypatch, lift_demos):
 def test_main_job_tiny(workdir, monkeypatch, capsys):
     """``robolearn``: collects (the dataset is absent), trains, evaluates, prints the table."""
     args = (
-        "experiment=smoke", *TINY["edm"], *FAST, "train.steps=4", "collect.num_episodes=4",
+        "experiment=smoke", *TINY["edm"], *FAST, "train.steps=4", "train.eval_every=2",
+        "train.eval_episodes=2", "train.eval_envs=2", "collect.num_episodes=4",
         "collect.num_envs=4",
         "collect.progress=false", "eval.num_episodes=4", "eval.num_envs=4", "eval.video=false",
         "eval.progress=false", "hydra.run.dir=main",
@@ -292,7 +321,12 @@ def test_main_job_tiny(workdir, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "success (95% CI)" in out and "edm" in out
     assert f"eval_info   {workdir / 'main' / 'eval_info.json'}" in out
-    assert "checkpoint  " in out and "video       off" in out
+    assert "video       off" in out
+    # The evaluated checkpoint is the best of the in-training evaluations (steps 2 and 4).
+    checkpoint = next(line for line in out.splitlines() if line.startswith("checkpoint  "))
+    assert "(best of the evaluations every 2 steps" in checkpoint
+    best = (workdir / "main" / "best").read_text().strip()
+    assert checkpoint.split()[1] == str(workdir / "main" / best)
 
 
 def test_step_batches_depend_only_on_seed_and_step():

@@ -8,7 +8,7 @@
    does not exist yet;
 2. train the policy (``conf/train.yaml`` settings, all overridable as in ``robolearn-train``);
 3. evaluate the trained checkpoint in batched simulated worlds, with a video when a renderer is
-   available;
+   available (with ``train.eval_every`` > 0, the best checkpoint of the in-training evaluations);
 4. print a summary table and where the checkpoint, video and ``eval_info.json`` are.
 
 Exit status: 0 done, 1 the expert could not produce enough demos, 2 bad input, 130 interrupted
@@ -87,7 +87,9 @@ def _main(cfg: DictConfig) -> None:
         fail(PROG, e)
     with job:
         trained = job.run(PROG)
-        report = run_evaluation(eval_settings, trained.checkpoint, run_dir, PROG)
+        # The best checkpoint of the in-training evaluations (train.eval_every > 0), scored on
+        # other episodes (seeds) than this final evaluation, so its figure is not selected on.
+        report = run_evaluation(eval_settings, trained.best or trained.checkpoint, run_dir, PROG)
         job.logger.log({f"eval/{k}": v for k, v in _eval_scalars(report).items()}, trained.step)
     print(_summary(job, trained, report, eval_settings.video, time.perf_counter() - start))
 
@@ -157,12 +159,23 @@ def _summary(
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines += [
         "",
-        f"checkpoint  {report.checkpoint}",
+        f"checkpoint  {report.checkpoint}{_selection(job)}",
         f"video       {report.video or ('none: no renderer' if video else 'off')}",
         f"eval_info   {report.eval_info}",
         f"total time  {seconds:.0f} s",
     ]
     return "\n".join(lines)
+
+
+def _selection(job: TrainJob) -> str:
+    """How the evaluated checkpoint was chosen, when it was not simply the last one."""
+    best, cfg = job.trainer.best, job.trainer.cfg
+    if best is None:
+        return ""
+    return (
+        f"  (best of the evaluations every {cfg.eval_every} steps: {best.success_rate:.1%} "
+        f"over {cfg.eval_episodes} episodes at step {best.step})"
+    )
 
 
 def main() -> None:

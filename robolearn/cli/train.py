@@ -115,6 +115,14 @@ class TrainJob:
             result.loss,
             result.checkpoint,
         )
+        best = self.trainer.best
+        if best is not None:
+            log.info(
+                "best simulated success %.1f%% at step %d: %s",
+                100 * best.success_rate,
+                best.step,
+                best.path,
+            )
         return result
 
 

@@ -2,7 +2,10 @@
 
 Read top to bottom: the settings, the data and the policy built from them, then the trainer:
 AdamW, a diffusers LR schedule with warm-up, an optional EMA of the weights, and a loop that
-logs, validates, evaluates and checkpoints on fixed step counts.
+logs, validates, evaluates and checkpoints on fixed step counts. When it evaluates in the
+simulator it also keeps the best-scoring checkpoint (``<run_dir>/best``), as robomimic and
+diffusion_policy do: a policy's loss says little about its success, so a run that scores its
+checkpoints in the simulator should be able to keep the best of them.
 
 A run is a function of its seed and the step number. The batch of step ``s`` is cut from an
 endless stream of shuffled epochs, each permutation seeded by ``(seed, epoch)``, and torch's
@@ -18,6 +21,7 @@ written atomically, so the last one saved stays whole and resumable.
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import threading
@@ -33,11 +37,12 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from tqdm import tqdm
 
 from robolearn.checkpoint import (
+    BEST_POINTER,
     capture_rng_state,
     load_training_state,
     restore_rng_state,
     save_checkpoint,
-    update_last_pointer,
+    update_pointer,
 )
 from robolearn.data.dataset import DemoDataset, WindowConfig
 from robolearn.data.hdf5 import validate_dataset
@@ -50,6 +55,8 @@ from robolearn.utils.loggers import ScalarLogger
 #: models sample from a noisy optimum, and the average of recent weights samples cleaner.
 EMA_BY_DEFAULT = frozenset({"diffusion", "edm"})
 DEFAULT_EMA_MAX_DECAY = 0.9999
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,11 +117,22 @@ class TrainConfig:
         return self.steps
 
 
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """The in-training evaluation with the highest success rate, and where its weights are (in
+    an earlier run dir when the run was resumed)."""
+
+    success_rate: float
+    step: int
+    path: Path
+
+
 @dataclass
 class TrainResult:
     step: int  # completed gradient steps
     steps_this_session: int  # of which this call to fit() did
     checkpoint: Path  # the checkpoint saved last
+    best: Path | None  # the checkpoint with the best simulated success; None: no evaluations
     interrupted: bool
     seconds: float  # wall time of this session's loop
     loss: float  # mean training loss over the last logging window
@@ -211,7 +229,9 @@ class Trainer:
 
     ``config`` is the run's resolved config, saved in every checkpoint (``load_policy`` rebuilds
     the policy from it). ``evaluate``, if given, maps the policy to scalars such as
-    ``success_rate``; it runs every ``cfg.eval_every`` steps and is logged under ``eval/``.
+    ``success_rate``; it runs every ``cfg.eval_every`` steps and is logged under ``eval/``, and
+    each evaluation whose success rate is at least the best so far checkpoints the step and
+    points ``<run_dir>/best`` at it (ties go to the later, longer-trained weights).
     """
 
     def __init__(
@@ -254,6 +274,7 @@ class Trainer:
         self.step = 0
         self.epoch_size = len(train_set)
         self.checkpoint: tuple[int, Path] | None = None  # (step, path) of the last one saved
+        self.best: BestCheckpoint | None = None
 
     @property
     def eval_policy(self) -> Policy:
@@ -261,6 +282,9 @@ class Trainer:
         return self.ema.model if self.ema is not None else self.policy
 
     # --- checkpoints ---------------------------------------------------------------------------
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.run_dir / "checkpoints" / f"step_{step:07d}"
+
     def save(self) -> Path:
         """Checkpoint the completed steps into ``run_dir/checkpoints/step_<n>`` and point
         ``run_dir/last`` at it."""
@@ -271,15 +295,16 @@ class Trainer:
             "rng": capture_rng_state(),
             "step": self.step,
             "epoch": self.step * self.cfg.batch_size // self.epoch_size,
+            **_best_state(self.best),
         }
         path = save_checkpoint(
-            self.run_dir / "checkpoints" / f"step_{self.step:07d}",
+            self.checkpoint_dir(self.step),
             self.policy,
             ema=self.ema,
             config=self.config,
             training_state=training_state,
         )
-        update_last_pointer(self.run_dir, path)
+        update_pointer(self.run_dir, path)
         self.checkpoint = (self.step, path)
         return path
 
@@ -295,6 +320,10 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         restore_rng_state(state["rng"])
         self.step = int(state["step"])
+        self.best = _restore_best(state)
+        if self.best is not None:  # the resumed run's own pointer, to the earlier run's weights
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            update_pointer(self.run_dir, self.best.path, BEST_POINTER)
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -331,6 +360,7 @@ class Trainer:
             step=self.step,
             steps_this_session=self.step - start_step,
             checkpoint=self.checkpoint[1],
+            best=self.best.path if self.best is not None else None,
             interrupted=stop.requested,
             seconds=time.perf_counter() - start,
             loss=window.last_loss,
@@ -360,13 +390,22 @@ class Trainer:
             bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", refresh=False)
         if self.valid_set is not None and _due(step, cfg.valid_every, self.total_steps):
             scalars["valid/loss"] = self.valid_loss()
+        new_best = False
         if self.evaluate is not None and _due(step, cfg.eval_every, self.total_steps):
-            scalars |= {f"eval/{k}": v for k, v in self.evaluate(self.eval_policy).items()}
+            result = self.evaluate(self.eval_policy)
             self.policy.train()
+            scalars |= {f"eval/{k}": v for k, v in result.items()}
+            rate = float(result["success_rate"])
+            new_best = self.best is None or rate >= self.best.success_rate
+            if new_best:
+                self.best = BestCheckpoint(rate, step, self.checkpoint_dir(step).resolve())
+            scalars["eval/best_success_rate"] = self.best.success_rate
         if scalars:
             self.logger.log(scalars, step)
-        if _due(step, cfg.checkpoint_every, self.total_steps):
-            self.save()
+        if new_best or _due(step, cfg.checkpoint_every, self.total_steps):
+            path = self.save()  # after the evaluation, so that the checkpoint records the best
+            if new_best:
+                update_pointer(self.run_dir, path, BEST_POINTER)
 
     @torch.no_grad()
     def valid_loss(self) -> float:
@@ -406,6 +445,28 @@ class _Window:
         self.last_loss = means.get("loss", self.last_loss)
         self.sums, self.count = {}, 0
         return means
+
+
+def _best_state(best: BestCheckpoint | None) -> dict[str, Any]:
+    """``best`` as plain values for a checkpoint's ``state.json``."""
+    if best is None:
+        return {"best_success_rate": None, "best_step": None, "best_checkpoint": None}
+    return {
+        "best_success_rate": best.success_rate,
+        "best_step": best.step,
+        "best_checkpoint": str(best.path),
+    }
+
+
+def _restore_best(state: Mapping[str, Any]) -> BestCheckpoint | None:
+    """The best evaluation a checkpoint's state records, if its weights are still on disk."""
+    if state.get("best_checkpoint") is None:
+        return None
+    path = Path(state["best_checkpoint"])
+    if not path.is_dir():
+        log.warning("the best checkpoint so far, %s, is gone: the best restarts from here", path)
+        return None
+    return BestCheckpoint(float(state["best_success_rate"]), int(state["best_step"]), path)
 
 
 def _due(step: int, every: int, total: int) -> bool:

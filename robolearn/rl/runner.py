@@ -50,7 +50,7 @@ from robolearn.checkpoint import (
     load_training_state,
     restore_rng_state,
     save_checkpoint,
-    update_last_pointer,
+    update_pointer,
 )
 from robolearn.envs.vec_env import VecEnv
 from robolearn.policies.trainer import _sigint_at_step_boundary, _StopFlag
@@ -395,7 +395,7 @@ class PPORunner:
             config=config,
             training_state=state,
         )
-        update_last_pointer(self.run_dir, path)
+        update_pointer(self.run_dir, path)
         self.checkpoint = (self.iteration, path)
         return path
 
