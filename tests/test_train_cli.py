@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -186,7 +187,7 @@ def test_best_checkpoint_is_kept_and_survives_resume(workdir, monkeypatch, lift_
     """Each in-training evaluation at least as good as the best so far checkpoints its step and
     moves ``best`` (a tie goes to the later step); a resumed run points its own ``best`` at
     the earlier run's weights."""
-    rates = iter([0.5, 0.75, 0.25, 0.75, 0.5, 0.25])  # evaluations at steps 2, 4, ..., 10; 12
+    rates = iter([0.5, 0.75, 0.25, 0.75, 0.5, 0.25, 0.1])  # steps 2, 4, ..., 10; 12; 12
     scripted = lambda *args: lambda policy: {"success_rate": next(rates)}  # noqa: E731
     monkeypatch.setattr(train_cli, "_sim_evaluator", scripted)
     run_dir = workdir / "run"
@@ -204,9 +205,19 @@ def test_best_checkpoint_is_kept_and_survives_resume(workdir, monkeypatch, lift_
         train_cli, f"resume={run_dir}", "train.steps=12", "train.progress=false",
         f"hydra.run.dir={resumed}",
     )  # fmt: skip
-    assert status == 0 and next(rates, None) is None
+    assert status == 0
     best = resolve_checkpoint(resumed / "best").resolve()
     assert best == (run_dir / "checkpoints" / "step_0000008").resolve()
+
+    # Weights deleted since: the best restarts with the resumed run's own evaluations.
+    shutil.rmtree(run_dir / "checkpoints" / "step_0000008")
+    again = workdir / "again"
+    status = run(
+        train_cli, f"resume={run_dir}", "train.steps=12", "train.progress=false",
+        f"hydra.run.dir={again}",
+    )  # fmt: skip
+    assert status == 0 and next(rates, None) is None
+    assert (again / "best").read_text().strip() == "checkpoints/step_0000012"
 
 
 def test_sigint_stops_after_the_step_and_resumes(workdir, monkeypatch, lift_demos, capsys):

@@ -228,7 +228,7 @@ class Trainer:
     """Trains ``policy`` on ``train_set`` for ``cfg.total_steps`` steps in ``run_dir``.
 
     ``config`` is the run's resolved config, saved in every checkpoint (``load_policy`` rebuilds
-    the policy from it). ``evaluate``, if given, maps the policy to scalars such as
+    the policy from it). ``evaluate``, if given, maps the policy to scalars, among them
     ``success_rate``; it runs every ``cfg.eval_every`` steps and is logged under ``eval/``, and
     each evaluation whose success rate is at least the best so far checkpoints the step and
     points ``<run_dir>/best`` at it (ties go to the later, longer-trained weights).
