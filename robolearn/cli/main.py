@@ -40,7 +40,7 @@ from robolearn.cli.common import (
 from robolearn.cli.eval import EvalReport, EvalSettings, run_evaluation
 from robolearn.cli.train import TrainJob, prepare
 from robolearn.data.collect import collect
-from robolearn.policies.trainer import TrainResult
+from robolearn.policies.trainer import TrainConfig, TrainResult
 from robolearn.utils.config import from_dict
 
 PROG = "robolearn"
@@ -89,7 +89,8 @@ def _main(cfg: DictConfig) -> None:
         trained = job.run(PROG)
         # The best checkpoint of the in-training evaluations (train.eval_every > 0), scored on
         # other episodes (seeds) than this final evaluation, so its figure is not selected on.
-        report = run_evaluation(eval_settings, trained.best or trained.checkpoint, run_dir, PROG)
+        checkpoint = trained.best.path if trained.best is not None else trained.checkpoint
+        report = run_evaluation(eval_settings, checkpoint, run_dir, PROG)
         job.logger.log({f"eval/{k}": v for k, v in _eval_scalars(report).items()}, trained.step)
     print(_summary(job, trained, report, eval_settings.video, time.perf_counter() - start))
 
@@ -159,7 +160,7 @@ def _summary(
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines += [
         "",
-        f"checkpoint  {report.checkpoint}{_selection(job)}",
+        f"checkpoint  {report.checkpoint}{_selection(trained, job.trainer.cfg)}",
         f"video       {report.video or ('none: no renderer' if video else 'off')}",
         f"eval_info   {report.eval_info}",
         f"total time  {seconds:.0f} s",
@@ -167,9 +168,9 @@ def _summary(
     return "\n".join(lines)
 
 
-def _selection(job: TrainJob) -> str:
+def _selection(trained: TrainResult, cfg: TrainConfig) -> str:
     """How the evaluated checkpoint was chosen, when it was not simply the last one."""
-    best, cfg = job.trainer.best, job.trainer.cfg
+    best = trained.best
     if best is None:
         return ""
     return (

@@ -115,7 +115,7 @@ class TrainJob:
             result.loss,
             result.checkpoint,
         )
-        best = self.trainer.best
+        best = result.best
         if best is not None:
             log.info(
                 "best simulated success %.1f%% at step %d: %s",

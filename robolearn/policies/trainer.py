@@ -132,7 +132,7 @@ class TrainResult:
     step: int  # completed gradient steps
     steps_this_session: int  # of which this call to fit() did
     checkpoint: Path  # the checkpoint saved last
-    best: Path | None  # the checkpoint with the best simulated success; None: no evaluations
+    best: BestCheckpoint | None  # the best simulated success; None: no evaluations
     interrupted: bool
     seconds: float  # wall time of this session's loop
     loss: float  # mean training loss over the last logging window
@@ -360,7 +360,7 @@ class Trainer:
             step=self.step,
             steps_this_session=self.step - start_step,
             checkpoint=self.checkpoint[1],
-            best=self.best.path if self.best is not None else None,
+            best=self.best,
             interrupted=stop.requested,
             seconds=time.perf_counter() - start,
             loss=window.last_loss,
@@ -450,7 +450,7 @@ class _Window:
 def _best_state(best: BestCheckpoint | None) -> dict[str, Any]:
     """``best`` as plain values for a checkpoint's ``state.json``."""
     if best is None:
-        return {"best_success_rate": None, "best_step": None, "best_checkpoint": None}
+        return {}
     return {
         "best_success_rate": best.success_rate,
         "best_step": best.step,
