@@ -282,10 +282,15 @@ def check_policy_env_compatible(policy_or_spec: Policy | ObsSpec, env_spec: ObsS
     else:
         spec, keys = policy_or_spec.spec, policy_or_spec.obs_keys
     offered = env_spec.groups.get("policy", ())
+    unoffered = [k for k in keys if k not in offered]
+    if unoffered:
+        raise ValueError(
+            f"the policy reads observation {unoffered[0]!r}, which is not in the env's `policy` "
+            f"group (what a deployed policy may observe: {list(offered)}); terms outside it are "
+            "for the critic only"
+        )
     mine = dataclasses.replace(spec, groups={"policy": tuple(keys)})
-    theirs = dataclasses.replace(
-        env_spec, groups={"policy": tuple(k for k in keys if k in offered)}
-    )
+    theirs = dataclasses.replace(env_spec, groups={"policy": tuple(keys)})
     mine.check_compatible(theirs, "policy (here) vs env (there)")
 
 

@@ -257,6 +257,10 @@ def _empty_dataset(path: Path, like: Path) -> Path:
         (("dataset=garbage.hdf5",), "cannot open as HDF5"),
         (("dataset=empty.hdf5",), "/data: no demo_<i> groups"),
         (("dataset=reach.hdf5",), "spec mismatch: obs key policy/cube_pos"),
+        (
+            ("policy.obs_keys=[eef_pos,joint_vel]",),
+            "the policy reads observation 'joint_vel', which is not in the env's `policy` group",
+        ),
         (("train.steps=abc",), "config key 'train.steps' must be an integer, got 'abc'"),
         (("train.stpes=5",), "Could not override 'train.stpes': Key 'stpes' is not in struct"),
         (("policy.hidden_dims=abc",), "'policy.hidden_dims' must be a list"),

@@ -197,9 +197,9 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: Sequence[str]) 
         policy = make_policy(run.policy, run.policy_cfg, train_set, run.settings.seed)
     else:
         policy = load_policy(checkpoint, device, use_ema=False)
-        check_policy_env_compatible(policy, env_spec)
         train_set, valid_set = load_datasets(dataset, policy.cfg)
         log.info("resuming %s from %s", policy.name, checkpoint)
+    check_policy_env_compatible(policy, env_spec)  # before training, not at its evaluation
 
     evaluate = None
     if run.train.eval_every:
