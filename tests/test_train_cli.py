@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import pytest
 from console import run
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -369,3 +370,5 @@ def test_main_job_push_experiment(workdir, monkeypatch, capsys):
     assert info["task"] == "push"
     policy = load_policy(workdir / "main")
     assert (policy.cfg.horizon, policy.cfg.n_action_steps, policy.cfg.n_obs_steps) == (2, 2, 1)
+    config = OmegaConf.load(resolve_checkpoint(workdir / "main") / "config.yaml")
+    assert (config.train.ema_power, config.train.ema_max_decay) == (0.9, 0.9999)
