@@ -162,7 +162,10 @@ def test_evaluate_reach_with_expert(tmp_path, caplog):
 
 def test_evaluate_refuses_a_policy_for_another_spec():
     env = VecEnv("reach", 1)
-    with pytest.raises(ValueError, match="obs key policy/x"):
+    with pytest.raises(
+        ValueError,
+        match="the policy reads observation 'x', which is not in the env's `policy` group",
+    ):
         evaluate(SpyPolicy(1, 1, 1), env, 1, progress=False)
 
 
