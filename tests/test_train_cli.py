@@ -371,4 +371,5 @@ def test_main_job_push_experiment(workdir, monkeypatch, capsys):
     policy = load_policy(workdir / "main")
     assert (policy.cfg.horizon, policy.cfg.n_action_steps, policy.cfg.n_obs_steps) == (2, 2, 1)
     config = OmegaConf.load(resolve_checkpoint(workdir / "main") / "config.yaml")
-    assert (config.train.ema_power, config.train.ema_max_decay) == (0.9, 0.9999)
+    preset = {"lr": 5e-4, "ema_power": 0.9, "ema_max_decay": 0.9999}
+    assert {key: config.train[key] for key in preset} == preset
