@@ -286,8 +286,8 @@ def check_policy_env_compatible(policy_or_spec: Policy | ObsSpec, env_spec: ObsS
     if unoffered:
         raise ValueError(
             f"the policy reads observation {unoffered[0]!r}, which is not in the env's `policy` "
-            f"group (what a deployed policy may observe: {list(offered)}); terms outside it are "
-            "for the critic only"
+            f"group {list(offered)}: a policy may read only what that group offers (other terms, "
+            "such as the critic's, are absent where the policy is deployed)"
         )
     mine = dataclasses.replace(spec, groups={"policy": tuple(keys)})
     theirs = dataclasses.replace(env_spec, groups={"policy": tuple(keys)})
