@@ -109,6 +109,7 @@ def ads(args: argparse.Namespace) -> list[dict[str, Any]]:
             f"num_envs={min(args.demos, 64)}",
             f"output={demos}",
             "progress=false",
+            *args.demo_args,
         ]
         sh("robolearn.cli.collect", collect, demos.with_suffix(".log"))
     keys = ",".join(args.obs_keys)
@@ -233,6 +234,13 @@ def main() -> None:
     ads_args = p.add_argument_group("ads")
     ads_args.add_argument("--task", default=None, help="ads: pick_place; alp_gmm: lift")
     ads_args.add_argument("--demos", type=int, default=20)
+    ads_args.add_argument(
+        "--demo-args",
+        nargs="*",
+        default=[],
+        help="extra robolearn-collect overrides, e.g. full-length demos: "
+        "+task.terminate_on_success=false task.episode_length=60",
+    )
     ads_args.add_argument("--episode-length", type=int, default=120)
     ads_args.add_argument("--obs-keys", nargs="+", default=["eef_pos", "gripper_qpos", "cube_pos"])
     ads_args.add_argument("--fixed-gamma", type=float, default=0.99)

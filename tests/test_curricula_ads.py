@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from robolearn.curricula.discount import ADSConfig, ADSCurriculum, discount, lis_length
-from robolearn.curricula.ot_reward import OTReward, cosine_cost, sinkhorn
+from robolearn.curricula.ot_reward import (
+    OTReward,
+    cosine_cost,
+    sinkhorn,
+    sinkhorn_log,
+    sinkhorn_scaling,
+)
 from robolearn.data.hdf5 import DatasetError, EpisodeWriter
 
 T = 40
@@ -54,6 +60,20 @@ def test_sinkhorn_plan_has_uniform_marginals():
     # ... and the iteration converges: rows exact too given more of them.
     plan = sinkhorn(cost, eps=0.01, iterations=3000)
     assert torch.allclose(plan.sum(2).float(), rows, rtol=2e-3)
+
+
+def test_sinkhorn_scaling_and_log_forms_give_the_same_plan():
+    ads = ADSCurriculum(make_demos(), T)
+    agent = torch.stack([ads.features(d) for d in make_demos(3, seed=5)])
+    cost = cosine_cost(agent, ads.demos[0].expand(3, -1, -1))
+    scaled, logged = sinkhorn_scaling(cost, 0.01, 100), sinkhorn_log(cost, 0.01, 100)
+    assert torch.allclose(scaled, logged, rtol=1e-9, atol=1e-15)
+    assert torch.equal(sinkhorn(cost, 0.01, 100), scaled)  # costs <= 2 at eps 0.01: the kernel
+    # An eps whose kernel exp(-C/eps) would underflow float64 takes the log domain: finite plan,
+    # exact column marginals.
+    tiny = sinkhorn(cost, 1e-4, 100)
+    assert torch.isfinite(tiny).all()
+    assert torch.allclose(tiny.sum(1), torch.full((3, T), 1 / T, dtype=tiny.dtype))
 
 
 def test_ot_reward_is_scaled_by_the_first_episode_and_zero_for_the_demo_itself():

@@ -7,10 +7,14 @@ with the cheapest total transport is used. ``s`` is fixed once, so that the firs
 with a non-zero cost gets a return of magnitude ``target_return`` (10): a scale the RL
 hyper-parameters can rely on whatever the features' dimension.
 
-Sinkhorn runs in the log domain: at ``ε = 0.01`` the kernel ``exp(−C/ε)`` underflows in float32
-for costs above ~0.9, which the plain matrix-scaling form cannot survive. At that ε, METHODS'
-100 iterations leave the column marginals exact (they are updated last) and the row marginals
-within ~5-7% of ``1/T`` on trajectory costs; the iteration converges given more (~1000 for 0.4%).
+Sinkhorn runs in float64 as matrix scaling (``u ← a / K v``, ``v ← b / Kᵀ u`` with the kernel
+``K = exp(−C/ε)``): two batched mat-vecs per iteration, ~20x faster on the CPU than the log-domain
+form, which spends its time in ``logsumexp`` and dominated an ADS rollout (68% of it on ``stack``).
+The kernel is safe while ``max C/ε ≤ 300`` (every entry and scaling within float64's e^±708;
+cosine costs are ≤ 2, so any ε ≥ 0.0067); beyond that the same iteration runs in the log domain,
+where nothing underflows. Both give the same plan (to ~1e-16). At ``ε = 0.01``, METHODS' 100
+iterations leave the column marginals exact (they are updated last) and the row marginals within
+~5-7% of ``1/T`` on trajectory costs; the iteration converges given more (~1000 for 0.4%).
 """
 
 from __future__ import annotations
@@ -27,8 +31,31 @@ def cosine_cost(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 1.0 - x @ y.transpose(-1, -2)
 
 
+#: Largest ``max C/ε`` for which :func:`sinkhorn` uses the float64 kernel: its entries and the
+#: scalings stay within e^±300 (their products within e^±600 < float64's e^708).
+KERNEL_MAX_EXPONENT = 300.0
+
+
 def sinkhorn(cost: torch.Tensor, eps: float = 0.01, iterations: int = 100) -> torch.Tensor:
     """Entropic OT plan ``(B, T, S)`` for costs ``(B, T, S)`` with uniform marginals ``1/T``, ``1/S``."""
+    if cost.dtype == torch.float64 and float(cost.max()) <= KERNEL_MAX_EXPONENT * eps:
+        return sinkhorn_scaling(cost, eps, iterations)
+    return sinkhorn_log(cost, eps, iterations)
+
+
+def sinkhorn_scaling(cost: torch.Tensor, eps: float, iterations: int) -> torch.Tensor:
+    """Sinkhorn as matrix scaling of the kernel ``exp(−C/ε)``; needs ``max C/ε`` representable."""
+    _, t, s = cost.shape
+    kernel = torch.exp(-cost / eps)
+    v = torch.ones(cost.shape[0], s, 1, dtype=cost.dtype, device=cost.device)
+    for _ in range(iterations):
+        u = (1.0 / t) / torch.bmm(kernel, v)  # (B, T, 1)
+        v = (1.0 / s) / torch.bmm(kernel.transpose(1, 2), u)  # (B, S, 1)
+    return u * kernel * v.transpose(1, 2)
+
+
+def sinkhorn_log(cost: torch.Tensor, eps: float, iterations: int) -> torch.Tensor:
+    """The same iteration on the potentials ``f = ε log u``, ``g = ε log v``: nothing underflows."""
     _, t, s = cost.shape
     log_a = -torch.log(torch.tensor(float(t), dtype=cost.dtype, device=cost.device))
     log_b = -torch.log(torch.tensor(float(s), dtype=cost.dtype, device=cost.device))
