@@ -1,0 +1,76 @@
+"""Sinkhorn for ADS's OT rewards: the float64 kernel (matrix scaling) vs the log-domain form.
+
+One ADS rollout's rewards are ``demos`` batched Sinkhorn solves of ``(episodes, T, T)`` costs.
+Both forms run the same iteration on the same costs, interleaved, ``--repeats`` times each; the
+report gives seconds per rollout for each, their ratio, and the largest difference between the
+plans. Random features stand in for observations: the cost's values do not change the work.
+
+    python scripts/bench/ot_reward.py --json-out outputs/bench/ot_reward.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from bench_common import emit_report, machine_info
+
+from robolearn.curricula.ot_reward import cosine_cost, sinkhorn_log, sinkhorn_scaling
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--episodes", type=int, default=128, help="agent episodes per rollout")
+    p.add_argument("--length", type=int, default=60, help="frames per episode and per demo")
+    p.add_argument("--demos", type=int, default=20)
+    p.add_argument("--features", type=int, default=10)
+    p.add_argument("--eps", type=float, default=0.01)
+    p.add_argument("--iterations", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json-out", type=Path, default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    shape = (args.episodes, args.length, args.features)
+    episodes = torch.randn(shape, generator=gen, dtype=torch.float64)
+    demos = torch.randn((args.demos, *shape[1:]), generator=gen, dtype=torch.float64)
+    costs = [cosine_cost(episodes, d.expand(args.episodes, -1, -1)) for d in demos]
+
+    forms = {"scaling": sinkhorn_scaling, "log": sinkhorn_log}
+    seconds: dict[str, list[float]] = {name: [] for name in forms}
+    for _ in range(args.repeats):
+        for name, solve in forms.items():
+            start = time.perf_counter()
+            for cost in costs:
+                solve(cost, args.eps, args.iterations)
+            seconds[name].append(time.perf_counter() - start)
+    gap = max(
+        float(
+            (
+                sinkhorn_scaling(c, args.eps, args.iterations)
+                - sinkhorn_log(c, args.eps, args.iterations)
+            )
+            .abs()
+            .max()
+        )
+        for c in costs[:2]
+    )
+    best = {name: min(s) for name, s in seconds.items()}
+    emit_report(
+        {
+            "benchmark": "ot_reward_sinkhorn",
+            "config": vars(args) | {"json_out": str(args.json_out) if args.json_out else None},
+            "seconds_per_rollout": {k: round(v, 4) for k, v in best.items()},
+            "speedup_scaling_over_log": round(best["log"] / best["scaling"], 1),
+            "max_plan_difference": gap,
+            "machine": machine_info(),
+        },
+        args.json_out,
+    )
+
+
+if __name__ == "__main__":
+    main()
