@@ -49,7 +49,7 @@ def test_lis_is_strictly_increasing():
 
 def test_sinkhorn_plan_has_uniform_marginals():
     ads = ADSCurriculum(make_demos(), T)
-    agent = torch.stack([ads.features(d) for d in make_demos(3, seed=5)])  # (3, T, D)
+    agent = torch.stack([ads.reward_features(d) for d in make_demos(3, seed=5)])  # (3, T, D)
     cost = cosine_cost(agent, ads.demos[0].expand(3, -1, -1))
     rows = cols = torch.full((3, T), 1 / T)
     # METHODS' 100 iterations at eps = 0.01 on trajectory costs: columns exact (updated last),
@@ -64,7 +64,7 @@ def test_sinkhorn_plan_has_uniform_marginals():
 
 def test_sinkhorn_scaling_and_log_forms_give_the_same_plan():
     ads = ADSCurriculum(make_demos(), T)
-    agent = torch.stack([ads.features(d) for d in make_demos(3, seed=5)])
+    agent = torch.stack([ads.reward_features(d) for d in make_demos(3, seed=5)])
     cost = cosine_cost(agent, ads.demos[0].expand(3, -1, -1))
     scaled, logged = sinkhorn_scaling(cost, 0.01, 100), sinkhorn_log(cost, 0.01, 100)
     assert torch.allclose(scaled, logged, rtol=1e-9, atol=1e-15)
@@ -121,6 +121,28 @@ def test_replaying_a_demo_advances_progress_and_a_frozen_agent_does_not():
     assert history[1] - history[0] == 5  # matches the demos well: the full 5 per update
     assert history[-1] == T  # and stops at the horizon
     assert logged["ads/progress"] == T and logged["ads/gamma"] == pytest.approx(0.2 ** (1 / T))
+
+
+def test_progress_keys_let_the_recogniser_watch_the_object_and_not_the_arm():
+    """An agent that replays the arm's motion while the object stays put: a recogniser on the arm
+    advances p, one on the object does not; the OT reward reads obs_keys either way."""
+    demos = make_demos()
+    gen = torch.Generator().manual_seed(3)
+    t = torch.linspace(0, 1, T)[:, None]
+    for demo in demos:  # the arm pushes an object along from the first frame
+        start = torch.tensor([0.5, 0.01 * torch.randn(1, generator=gen).item(), 0.02])
+        demo["cube_pos"] = start + torch.tensor([0.0, 0.3, 0.0]) * t
+    arm_only = [{**d, "cube_pos": d["cube_pos"][:1].expand(T, -1)} for d in demos]
+    keys = ("eef_pos", "gripper_qpos", "cube_pos")
+    watch_arm = ADSCurriculum(demos, T, ADSConfig(obs_keys=keys, progress_keys=keys[:2]))
+    watch_cube = ADSCurriculum(demos, T, ADSConfig(obs_keys=keys, progress_keys=("cube_pos",)))
+    for ads in (watch_arm, watch_cube):
+        ads.update({"episodes": arm_only})
+    assert watch_arm.progress > 8 and watch_cube.progress == 8
+    assert watch_cube.demos[0].shape == (T, 3 + 2 + 3 + 1)  # rewards on every obs key
+    assert watch_cube.progress_demos[0].shape == (T, 3 + 1)
+    watch_cube.update({"episodes": demos[:1]})  # the object moving as in a demo: p advances
+    assert watch_cube.progress == 8 + 5
 
 
 def test_demos_shorter_than_the_horizon_are_flagged(caplog):

@@ -17,7 +17,10 @@ the agent's behaviour matches more of the demos:
 Features: observation terms ``obs_keys`` concatenated, standardised with the demos' mean and
 standard deviation, plus a constant 1. Standardising makes every term count regardless of its
 units; the constant keeps a frame at the demos' mean from becoming a zero vector, whose cosine
-with anything (itself included) would be meaningless.
+with anything (itself included) would be meaningless. The recogniser matches frames on
+``progress_keys`` (default: ``obs_keys``), standardised the same way: with arm-dominated reward
+features, arm motion alone passes it long before the object follows the demos
+(docs/benchmarks.md, ADS on ``stack``), so it can be told to watch the object instead.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 class ADSConfig:
     dataset: str = ""  # robomimic HDF5 of expert episodes; observations only are enough
     obs_keys: tuple[str, ...] = ("eef_pos", "gripper_qpos")
+    #: Terms the progress recogniser matches frames on; empty: ``obs_keys``.
+    progress_keys: tuple[str, ...] = ()
     alpha: float = 0.2  # weight of a reward p steps ahead
     init_progress: float = 0.2  # p starts at floor(init_progress * T)
     threshold: float = 0.9  # advance while score >= floor(threshold * ref(p))
@@ -65,6 +70,16 @@ class ADSConfig:
             raise ValueError("ads.obs_keys is empty: name the observation terms to compare")
         if self.fixed_gamma is not None and not 0.0 < self.fixed_gamma < 1.0:
             raise ValueError(f"ads.fixed_gamma must be in (0, 1) or null, got {self.fixed_gamma}")
+
+    @property
+    def recognised_keys(self) -> tuple[str, ...]:
+        """The terms the progress recogniser compares."""
+        return tuple(self.progress_keys) or tuple(self.obs_keys)
+
+    @property
+    def recorded_keys(self) -> tuple[str, ...]:
+        """Every term ADS reads from an episode: the reward's, then the recogniser's."""
+        return tuple(dict.fromkeys((*self.obs_keys, *self.recognised_keys)))
 
 
 def discount(progress: int, alpha: float) -> float:
@@ -105,8 +120,9 @@ class ADSCurriculum(Curriculum):
         if horizon < 1:
             raise ValueError(f"ADS horizon (episode length) must be >= 1, got {horizon}")
         self.horizon = horizon
-        raw = [self._concat(d, f"demo {i}") for i, d in enumerate(demos)]
-        longest = max(len(x) for x in raw)
+        self.reward_features = StandardisedFeatures(self.cfg.obs_keys, demos)
+        self.progress_features = StandardisedFeatures(self.cfg.recognised_keys, demos)
+        longest = max(len(next(iter(d.values()))) for d in demos)
         if longest < horizon:
             # ref(k) cannot grow past the demos' length: p then rises to T on the first frames'
             # match alone (docs/benchmarks.md, ADS vs fixed gamma).
@@ -119,9 +135,8 @@ class ADSCurriculum(Curriculum):
                 longest,
                 horizon,
             )
-        frames = torch.cat(raw)
-        self._mean, self._std = frames.mean(0), frames.std(0).clamp_min(1e-6)
-        self.demos = [self._standardise(x) for x in raw]
+        self.demos = [self.reward_features(d) for d in demos]
+        self.progress_demos = [self.progress_features(d) for d in demos]
         self.ot_reward = OTReward(
             self.demos, self.cfg.sinkhorn_eps, self.cfg.sinkhorn_iterations, self.cfg.target_return
         )
@@ -134,7 +149,7 @@ class ADSCurriculum(Curriculum):
         cls, path: str | os.PathLike, horizon: int, cfg: ADSConfig | None = None
     ) -> ADSCurriculum:
         cfg = cfg or ADSConfig(dataset=str(path))
-        return cls(load_observation_episodes(path, cfg.obs_keys), horizon, cfg)
+        return cls(load_observation_episodes(path, cfg.recorded_keys), horizon, cfg)
 
     @property
     def gamma(self) -> float:
@@ -144,13 +159,9 @@ class ADSCurriculum(Curriculum):
         return discount(self.progress, self.cfg.alpha)
 
     # --- features and rewards -------------------------------------------------------------------
-    def features(self, episode: Episode) -> torch.Tensor:
-        """``(T, D + 1)`` standardised features of one episode's observations."""
-        return self._standardise(self._concat(episode, "episode"))
-
     def rewards(self, episodes: Sequence[Episode]) -> list[torch.Tensor]:
         """OT proxy rewards ``(T_b,)`` of each episode; episodes of equal length run batched."""
-        feats = [self.features(e) for e in episodes]
+        feats = [self.reward_features(e) for e in episodes]
         out: list[torch.Tensor | None] = [None] * len(feats)
         for length in dict.fromkeys(len(f) for f in feats):
             idx = [i for i, f in enumerate(feats) if len(f) == length]
@@ -162,10 +173,11 @@ class ADSCurriculum(Curriculum):
     def reference(self, k: int) -> float:
         """``ref(k)``: median LIS over ordered pairs of distinct demos, their first ``k`` frames."""
         if k not in self._ref:
+            demos = self.progress_demos
             scores = [
                 matched_lis(a, b, k)
-                for i, a in enumerate(self.demos)
-                for j, b in enumerate(self.demos)
+                for i, a in enumerate(demos)
+                for j, b in enumerate(demos)
                 if i != j
             ]
             self._ref[k] = float(torch.tensor(scores, dtype=torch.float64).median())
@@ -173,14 +185,14 @@ class ADSCurriculum(Curriculum):
 
     def agent_score(self, episodes: Sequence[torch.Tensor], k: int) -> float:
         """The ``percentile`` of matched LIS over (episode, demo) pairs, features given."""
-        scores = [matched_lis(e, d, k) for e in episodes for d in self.demos]
+        scores = [matched_lis(e, d, k) for e in episodes for d in self.progress_demos]
         q = self.cfg.percentile / 100.0
         return float(torch.quantile(torch.tensor(scores, dtype=torch.float64), q))
 
     def update(self, stats: dict[str, Any]) -> dict[str, float]:
         """Advance ``p`` on ``stats["episodes"]`` (a list of ``{obs key: (T, d)}``) if it matches."""
         episodes = stats.get("episodes") or []
-        feats = [self.features(e) for e in episodes]
+        feats = [self.progress_features(e) for e in episodes]
         for _ in range(self.cfg.max_increments):
             if not feats or self.progress >= self.horizon:
                 break
@@ -202,16 +214,25 @@ class ADSCurriculum(Curriculum):
         self.progress = int(state["progress"])
         self.ot_reward.scale = state["scale"]
 
-    # --- internals ---------------------------------------------------------------------------
+
+class StandardisedFeatures:
+    """Frames of ``keys`` concatenated, standardised with the demos' statistics, plus a 1."""
+
+    def __init__(self, keys: Sequence[str], demos: Sequence[Episode]):
+        self.keys = tuple(keys)
+        frames = torch.cat([self._concat(d, f"demo {i}") for i, d in enumerate(demos)])
+        self.mean, self.std = frames.mean(0), frames.std(0).clamp_min(1e-6)
+
+    def __call__(self, episode: Episode) -> torch.Tensor:
+        """``(T, D + 1)`` features of one episode's observations."""
+        z = (self._concat(episode, "episode") - self.mean) / self.std
+        return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], dim=1)
+
     def _concat(self, episode: Episode, what: str) -> torch.Tensor:
-        missing = [k for k in self.cfg.obs_keys if k not in episode]
+        missing = [k for k in self.keys if k not in episode]
         if missing:
             raise KeyError(
                 f"ADS: {what} lacks observation key {missing[0]!r}; has {sorted(episode)}"
             )
-        parts = [torch.as_tensor(episode[k]).double() for k in self.cfg.obs_keys]
+        parts = [torch.as_tensor(episode[k]).double() for k in self.keys]
         return torch.cat([p.reshape(len(p), -1) for p in parts], dim=1)
-
-    def _standardise(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self._mean) / self._std
-        return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], dim=1)

@@ -32,10 +32,10 @@ class OTRewardEnv(EnvWrapper):
 
     def __init__(self, env: Any, ads: ADSCurriculum):
         terms = env.spec.terms
-        missing = [k for k in ads.cfg.obs_keys if k not in terms]
+        missing = [k for k in ads.cfg.recorded_keys if k not in terms]
         if missing:
             raise ValueError(
-                f"curriculum.ads.obs_keys: task {env.task.name!r} has no observation term "
+                f"curriculum.ads.obs_keys/progress_keys: task {env.task.name!r} has no observation term "
                 f"{missing[0]!r}; its terms are {sorted(terms)}"
             )
         super().__init__(env)
@@ -57,7 +57,7 @@ class OTRewardEnv(EnvWrapper):
         self._frames.append(
             {
                 k: torch.where(ended[:, None], last[k], now[k]).reshape(len(ended), -1)
-                for k in self.ads.cfg.obs_keys
+                for k in self.ads.cfg.recorded_keys
             }
         )
         self._ended.append(ended)
@@ -67,7 +67,9 @@ class OTRewardEnv(EnvWrapper):
         """OT rewards ``(T, N)`` of the steps recorded since the last reset, and the episodes that
         ended in them (``{key: (length, d)}`` on the CPU, for ADS's progress recogniser)."""
         steps, n = len(self._frames), self.env.num_envs
-        frames = {k: torch.stack([f[k] for f in self._frames]).cpu() for k in self.ads.cfg.obs_keys}
+        frames = {
+            k: torch.stack([f[k] for f in self._frames]).cpu() for k in self.ads.cfg.recorded_keys
+        }
         ended = torch.stack(self._ended).cpu() if steps else torch.zeros(0, n, dtype=torch.bool)
         spans: list[tuple[int, int, int]] = []  # (world, first step, end step)
         episodes: list[Episode] = []
