@@ -26,6 +26,7 @@ features, arm motion alone passes it long before the object follows the demos
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import math
 import os
@@ -121,8 +122,13 @@ class ADSCurriculum(Curriculum):
             raise ValueError(f"ADS horizon (episode length) must be >= 1, got {horizon}")
         self.horizon = horizon
         self.reward_features = StandardisedFeatures(self.cfg.obs_keys, demos)
-        self.progress_features = StandardisedFeatures(self.cfg.recognised_keys, demos)
-        longest = max(len(next(iter(d.values()))) for d in demos)
+        self.demos = [self.reward_features(d) for d in demos]
+        if self.cfg.recognised_keys == tuple(self.cfg.obs_keys):  # the default: share them
+            self.progress_features, self.progress_demos = self.reward_features, self.demos
+        else:
+            self.progress_features = StandardisedFeatures(self.cfg.recognised_keys, demos)
+            self.progress_demos = [self.progress_features(d) for d in demos]
+        longest = max(len(x) for x in self.demos)
         if longest < horizon:
             # ref(k) cannot grow past the demos' length: p then rises to T on the first frames'
             # match alone (docs/benchmarks.md, ADS vs fixed gamma).
@@ -135,8 +141,6 @@ class ADSCurriculum(Curriculum):
                 longest,
                 horizon,
             )
-        self.demos = [self.reward_features(d) for d in demos]
-        self.progress_demos = [self.progress_features(d) for d in demos]
         self.ot_reward = OTReward(
             self.demos, self.cfg.sinkhorn_eps, self.cfg.sinkhorn_iterations, self.cfg.target_return
         )
@@ -174,12 +178,7 @@ class ADSCurriculum(Curriculum):
         """``ref(k)``: median LIS over ordered pairs of distinct demos, their first ``k`` frames."""
         if k not in self._ref:
             demos = self.progress_demos
-            scores = [
-                matched_lis(a, b, k)
-                for i, a in enumerate(demos)
-                for j, b in enumerate(demos)
-                if i != j
-            ]
+            scores = [matched_lis(a, b, k) for a, b in itertools.permutations(demos, 2)]
             self._ref[k] = float(torch.tensor(scores, dtype=torch.float64).median())
         return self._ref[k]
 

@@ -35,8 +35,8 @@ class OTRewardEnv(EnvWrapper):
         missing = [k for k in ads.cfg.recorded_keys if k not in terms]
         if missing:
             raise ValueError(
-                f"curriculum.ads.obs_keys/progress_keys: task {env.task.name!r} has no observation term "
-                f"{missing[0]!r}; its terms are {sorted(terms)}"
+                f"curriculum.ads.obs_keys/progress_keys: task {env.task.name!r} has no "
+                f"observation term {missing[0]!r}; its terms are {sorted(terms)}"
             )
         super().__init__(env)
         self.ads = ads
