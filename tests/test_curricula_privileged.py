@@ -163,7 +163,11 @@ def test_curriculum_lowers_the_wrapped_env_beta_and_resumes():
     for _ in range(2):
         curriculum.observe(ended)
     logged = curriculum.update({})
-    assert logged == {"privileged/beta": 0.25, "privileged/success_rate": 0.5}
+    assert logged == {
+        "privileged/beta": 0.25,
+        "privileged/success_rate": 0.5,
+        "privileged/table_relaxed": 1.0,  # uniform relaxation: every world at β = 0.5
+    }
     assert env.beta == 0.25
     for _ in range(2):  # just after the drop: not counted either
         curriculum.observe({"episode": {"success": torch.tensor([True, True])}})
@@ -177,3 +181,55 @@ def test_curriculum_lowers_the_wrapped_env_beta_and_resumes():
     assert other.beta == other_env.beta == 0.25
     assert other.schedule.level_env_steps == curriculum.schedule.level_env_steps == 3 * 2
     assert other.settling == 0 and other.schedule.success_rate == 0.5
+
+
+def test_a_planar_force_drives_only_the_x_and_y_wrench_columns():
+    cfg = PrivilegedActionConfig(max_force=2.0, force_axes="xy")
+    env = PrivilegedActionWrapper(make_env(n=2), cfg, beta=0.5)
+    assert env.privileged_dim == 2 and env.action_dim == env.deploy_action_dim + 2
+    wrench = env.virtual_wrench(torch.tensor([[1.0, -3.0], [0.2, 0.4]]))
+    expected = torch.tensor([[1.0, -1.0], [0.2, 0.4]], dtype=wrench.dtype) * 0.5 * 2.0
+    assert torch.allclose(wrench[:, :2], expected)
+    assert torch.equal(wrench[:, 2:], torch.zeros(2, 4, dtype=wrench.dtype))
+    for bad in ("", "xx", "xw"):
+        with pytest.raises(ValueError, match="force_axes must be distinct letters"):
+            PrivilegedActionConfig(force_axes=bad).validate()
+
+
+def place_box(env: PrivilegedActionWrapper, world: int, y: float) -> None:
+    """Move lift_flat's box in one world to ``y`` (its x and z unchanged)."""
+    model = env.env.model
+    adr = model.jnt_qposadr[model.body("box").jntadr[0]]
+    env.sim.qpos[world, adr + 1] = y
+    env.sim.forward()
+
+
+def test_a_relaxed_region_follows_the_object_towards_the_edge_and_shrinks_with_beta():
+    cfg = PrivilegedActionConfig(max_force=0.0, relax_near_edge=0.2)
+    env = PrivilegedActionWrapper(make_env("lift_flat", 2, 50), cfg, beta=0.5)
+    edge = env.task.cfg.table_edge_y
+    table = env.env.model.geom("table").id
+    nominal = torch.as_tensor(env.env.model.geom_solref[table], dtype=torch.float64)
+    relaxed = env.relaxed_table_solref()
+    assert relaxed[0] < nominal[0]  # a direct solref, as soft as at beta = 1 in the uniform mode
+
+    def table_solref() -> torch.Tensor:
+        return env.sim.model_field("geom_solref")[:, table]
+
+    place_box(env, 0, edge + 0.05)  # 5 cm from the edge: inside the 0.5 x 20 cm region
+    place_box(env, 1, edge + 0.15)  # 15 cm: outside it
+    assert torch.allclose(env.edge_distance(), torch.tensor([0.05, 0.15]), atol=1e-6)
+    info = env.step(torch.zeros(2, env.action_dim))[4]
+    assert info["table_relaxed"].tolist() == [True, False]
+    assert torch.equal(table_solref()[0], relaxed) and torch.equal(table_solref()[1], nominal)
+    place_box(env, 1, edge + 0.08)  # pushed nearer the edge: relaxed from the next step on
+    env.step(torch.zeros(2, env.action_dim))
+    assert env.table_relaxed.tolist() == [True, True]
+    env.set_privilege(0.3)  # 6 cm: the box 8 cm from the edge is out again
+    assert env.table_relaxed.tolist() == [True, False]
+    assert torch.equal(table_solref()[1], nominal)
+    env.set_privilege(0.0)
+    assert env.table_relaxed.tolist() == [False, False]
+    assert torch.equal(table_solref(), nominal.expand(2, 2))
+    with pytest.raises(ValueError, match="relax_near_edge must be >= 0"):
+        PrivilegedActionConfig(relax_near_edge=-0.1).validate()

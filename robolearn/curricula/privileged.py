@@ -134,6 +134,7 @@ class PrivilegedCurriculum(Curriculum):
         env.set_privilege(self.schedule.beta)
         self.settle_steps = int(env.env.max_episode_length)
         self.settling = self.settle_steps  # env steps until finished episodes count again
+        self._relaxed_sum, self._relaxed_steps = 0.0, 0  # share of worlds with a relaxed table
 
     @property
     def beta(self) -> float:
@@ -141,6 +142,8 @@ class PrivilegedCurriculum(Curriculum):
 
     def observe(self, info: dict[str, Any]) -> None:
         self.schedule.count_env_steps(self.env.num_envs)
+        self._relaxed_sum += self.env.table_relaxed.float().mean().item()
+        self._relaxed_steps += 1
         if self.settling > 0:
             self.settling -= 1
             return
@@ -150,10 +153,16 @@ class PrivilegedCurriculum(Curriculum):
 
     def update(self, stats: dict[str, Any]) -> dict[str, float]:
         rate = self.schedule.success_rate
+        relaxed = self._relaxed_sum / max(self._relaxed_steps, 1)
+        self._relaxed_sum, self._relaxed_steps = 0.0, 0
         if self.schedule.step():
             self.env.set_privilege(self.schedule.beta)
             self.settling = self.settle_steps
-        return {f"{self.name}/beta": self.schedule.beta, f"{self.name}/success_rate": rate}
+        return {
+            f"{self.name}/beta": self.schedule.beta,
+            f"{self.name}/success_rate": rate,
+            f"{self.name}/table_relaxed": relaxed,  # mean share of worlds over the iteration
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.schedule.state_dict(), "settling": self.settling}

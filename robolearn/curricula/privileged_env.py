@@ -4,10 +4,11 @@ Mao et al. (2025) make long-horizon, contact-rich skills learnable from a parsim
 letting the policy cheat in simulation, then taking the cheats away. Two privileges, both scaled
 by β ∈ [0, 1] and both gone at β = 0:
 
-* **virtual force.** The policy's action has ``P`` extra dimensions (force xyz, plus torque xyz
-  when ``max_torque > 0``) in [-1, 1]. They become a world-frame wrench on the task's object,
-  ``β·max_force·a`` (``β·max_torque·a`` for torques), through ``xfrc_applied``, held for the whole
-  control step. At β = 0 the wrench is written as exact zeros.
+* **virtual force.** The policy's action has ``P`` extra dimensions (force along ``force_axes``,
+  plus torque xyz when ``max_torque > 0``) in [-1, 1]. They become a world-frame wrench on the
+  task's object, ``β·max_force·a`` (``β·max_torque·a`` for torques), through ``xfrc_applied``,
+  held for the whole control step. At β = 0 the wrench is written as exact zeros. A force in the
+  table's plane only (``force_axes="xy"``) can slide the object but never carry it.
 * **relaxed constraints.** The robot may sink into the table. MuJoCo mixes the contact
   parameters of two geoms of equal priority, but a *direct* ``solref`` (``−stiffness,
   −damping``) on either side wins outright (the element-wise minimum). So the table's ``solref``
@@ -17,6 +18,13 @@ by β ∈ [0, 1] and both gone at β = 0:
   parameters against the table (they have the higher priority), so only the robot is relaxed.
   At β = 0 the model's own ``solref`` is written back: physics is bit-identical to the env
   without the wrapper.
+
+  With ``relax_near_edge > 0`` the relaxation is a *region* instead: the table is fully relaxed
+  (``min_stiffness_ratio``) in the worlds whose object centre lies within ``β·relax_near_edge`` of
+  the table top's nearest edge, and nominal elsewhere. On ``lift_flat`` the fingers can then get
+  under the box where it lies while the region covers it, and as β falls the box must be pushed
+  ever nearer the edge first, until at β = 0 only a real overhang can be grasped: the curriculum
+  shapes the push-to-the-edge phase that a uniformly softened table skips (docs/benchmarks.md).
 
 The reward is the env's, untouched: β changes what the policy can do, never what it is paid.
 
@@ -42,14 +50,25 @@ from robolearn.spec import ObsSpec
 class PrivilegedActionConfig:
     object: str = ""  # object body the virtual force acts on; empty: the task's first object
     max_force: float = 5.0  # N at β = 1 (a 0.15 kg box weighs 1.5 N)
+    force_axes: str = "xyz"  # world axes the force acts along; "xy": it slides, never lifts
     max_torque: float = 0.0  # N·m at β = 1; 0: no torque dimensions
     relax_table: bool = True  # soften robot–table contacts with β
     min_stiffness_ratio: float = 1e-3  # robot–table contact stiffness at β = 1, over nominal
+    relax_near_edge: float = 0.0  # m; > 0: relax only where the object is within β·this of an edge
 
     def validate(self) -> None:
         if self.max_force < 0 or self.max_torque < 0:
             raise ValueError(
                 f"privileged.max_force/max_torque must be >= 0, got {self.max_force}/{self.max_torque}"
+            )
+        axes = self.force_axes
+        if not axes or set(axes) - set("xyz") or len(set(axes)) != len(axes):
+            raise ValueError(
+                f"privileged.force_axes must be distinct letters of 'xyz', got {axes!r}"
+            )
+        if self.relax_near_edge < 0:
+            raise ValueError(
+                f"privileged.relax_near_edge must be >= 0 m, got {self.relax_near_edge}"
             )
         if not 0.0 < self.min_stiffness_ratio <= 1.0:
             raise ValueError(
@@ -76,15 +95,23 @@ class PrivilegedActionWrapper(EnvWrapper):
             raise ValueError(
                 f"privileged.object {name!r}: task {task.name!r} has objects {objects}"
             )
-        self.object_body = task.obj_body[name]
+        self.object_name, self.object_body = name, task.obj_body[name]
         self.deploy_action_dim = env.action_dim
-        self.privileged_dim = 6 if self.cfg.max_torque > 0 else 3
+        torques = 3 if self.cfg.max_torque > 0 else 0
+        self.privileged_dim = len(self.cfg.force_axes) + torques
         self.action_dim = self.deploy_action_dim + self.privileged_dim
-        limits = [self.cfg.max_force] * 3 + [self.cfg.max_torque] * (self.privileged_dim - 3)
+        limits = [self.cfg.max_force] * len(self.cfg.force_axes) + [self.cfg.max_torque] * torques
         self._limits = torch.tensor(limits, device=env.device, dtype=env.sim.dtype)
-        self._table = env.model.geom("table").id
+        #: Wrench columns the privileged dimensions drive: the force axes, then the torques.
+        self._wrench_columns = ["xyz".index(a) for a in self.cfg.force_axes] + [3, 4, 5][:torques]
+        table = env.model.geom("table")
+        self._table = table.id
+        self._table_center = torch.as_tensor(table.pos[:2], device=env.device).float()
+        self._table_half_extent = torch.as_tensor(table.size[:2], device=env.device).float()
         self._nominal_solref = torch.as_tensor(env.model.geom_solref).clone()
         self._nominal_stiffness = self._robot_table_stiffness()
+        #: (N,) bool: worlds whose robot-table contacts are relaxed, as last written to the model.
+        self.table_relaxed = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
         self.set_privilege(beta)
 
     # --- privilege level -------------------------------------------------------------------------
@@ -94,17 +121,41 @@ class PrivilegedActionWrapper(EnvWrapper):
             raise ValueError(f"privilege level must be in [0, 1], got {beta}")
         self.beta = float(beta)
         if self.cfg.relax_table:
-            self.env.sim.set_model_field(
-                "geom_solref", None, self.table_solref(self.beta).repeat(self.num_envs, 1, 1)
-            )
+            self._write_table(self.env.sim.all_ids())
 
-    def table_solref(self, beta: float) -> torch.Tensor:
-        """The model's ``geom_solref`` ``(ngeom, 2)`` with the table's relaxed for level β."""
-        solref = self._nominal_solref.clone()
-        if beta > 0:
-            stiffness = self._nominal_stiffness * self.cfg.min_stiffness_ratio**beta
-            solref[self._table] = torch.tensor([-stiffness, -2.0 * math.sqrt(stiffness)])
-        return solref
+    @property
+    def relaxes_a_region(self) -> bool:
+        return self.cfg.relax_table and self.cfg.relax_near_edge > 0
+
+    def relaxed_worlds(self) -> torch.Tensor:
+        """(N,) bool: the worlds whose robot-table contacts should be relaxed now."""
+        n, device = self.num_envs, self.env.device
+        if not self.cfg.relax_table or self.beta == 0:
+            return torch.zeros(n, dtype=torch.bool, device=device)
+        if not self.relaxes_a_region:
+            return torch.ones(n, dtype=torch.bool, device=device)
+        return self.edge_distance() <= self.beta * self.cfg.relax_near_edge
+
+    def edge_distance(self) -> torch.Tensor:
+        """(N,) m from the object's centre to the table top's nearest edge (< 0 beyond it)."""
+        xy = self.env.task.object_pos(self.object_name)[:, :2]
+        inside = self._table_half_extent - (xy - self._table_center).abs()
+        return inside.min(dim=-1).values
+
+    def relaxed_table_solref(self) -> torch.Tensor:
+        """The table's direct ``solref`` (2,) where it is relaxed at the current β: stiffness
+        interpolated in log-space by β, or the softest (β = 1) inside a region."""
+        exponent = 1.0 if self.relaxes_a_region else self.beta
+        stiffness = self._nominal_stiffness * self.cfg.min_stiffness_ratio**exponent
+        return torch.tensor([-stiffness, -2.0 * math.sqrt(stiffness)], dtype=torch.float64)
+
+    def _write_table(self, env_ids: torch.Tensor) -> None:
+        """Give worlds ``env_ids`` the table solref their :meth:`relaxed_worlds` entry asks for."""
+        relaxed = self.relaxed_worlds()[env_ids]
+        solref = self._nominal_solref.repeat(len(env_ids), 1, 1)
+        solref[relaxed.cpu(), self._table] = self.relaxed_table_solref().to(solref)
+        self.env.sim.set_model_field("geom_solref", env_ids, solref)
+        self.table_relaxed[env_ids] = relaxed
 
     def _robot_table_stiffness(self) -> float:
         """Stiffness ``1/(timeconst·dampratio)²`` of the finger-pad–table contact, mixed as
@@ -151,11 +202,16 @@ class PrivilegedActionWrapper(EnvWrapper):
             raise ValueError("privileged action dimensions contain NaN/Inf")
         wrench = self.virtual_wrench(privileged)
         self.env.sim.apply_force(self.object_body, wrench)
+        if self.relaxes_a_region:  # the objects moved (or were reset): update their worlds
+            changed = (self.relaxed_worlds() != self.table_relaxed).nonzero().flatten()
+            if len(changed):
+                self._write_table(changed)
         obs, reward, terminated, truncated, info = self.env.step(
             action[:, : self.deploy_action_dim]
         )
         info["privilege"] = self.beta
         info["virtual_wrench"] = wrench
+        info["table_relaxed"] = self.table_relaxed.clone()
         return obs, reward, terminated, truncated, info
 
     def virtual_wrench(self, privileged: torch.Tensor) -> torch.Tensor:
@@ -163,5 +219,5 @@ class PrivilegedActionWrapper(EnvWrapper):
         wrench = torch.zeros(len(privileged), 6, device=self.env.device, dtype=self.env.sim.dtype)
         if self.beta > 0:
             scaled = self.beta * self._limits * privileged.to(wrench).clamp(-1.0, 1.0)
-            wrench[:, : self.privileged_dim] = scaled
+            wrench[:, self._wrench_columns] = scaled
         return wrench
