@@ -133,14 +133,15 @@ def test_targets_are_randomised_within_range(name):
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
-def test_terminated_when_the_cube_falls_off_the_table(name):
-    env = make(name)
+@pytest.mark.parametrize("on_fall", (True, False))
+def test_terminated_when_the_cube_falls_off_the_table_unless_told_not_to(name, on_fall):
+    env = make(name, terminate_on_fall=on_fall)
     env.reset(seed=8)
     assert not env.task.terminated().any()
     fallen = env.task.cube_pos().clone()
     fallen[: N // 2, 2] = -0.5
     place_cube(env, fallen)
-    assert torch.equal(env.task.terminated(), torch.arange(N) < N // 2)
+    assert torch.equal(env.task.terminated(), (torch.arange(N) < N // 2) & on_fall)
 
 
 @pytest.mark.parametrize("name", ("reach", *TASK_NAMES))

@@ -35,6 +35,9 @@ class TaskConfig:
     reward_type: str = "dense"
     arm_init_noise: float = 0.02  # rad, uniform per joint around the home posture
     terminate_on_success: bool = False  # end episodes at success (demo collection, evaluation)
+    #: End episodes when an object falls off the table. Off for rewards that are never positive
+    #: (ADS's optimal transport): there any early end pays, and PPO learns to drop the cube.
+    terminate_on_fall: bool = True
     control: ControlConfig = field(default_factory=ControlConfig)
     domain: DomainConfig = field(default_factory=DomainConfig)
 
@@ -93,7 +96,8 @@ class Task(ABC):
         return terms
 
     def terminated(self, success: torch.Tensor | None = None) -> torch.Tensor:
-        """(N,) bool: an object fell off the table (or success, with ``terminate_on_success``).
+        """(N,) bool: success, with ``terminate_on_success``; an object fell off the table, with
+        ``terminate_on_fall``.
 
         ``success``: this step's :meth:`success`, when the caller has it already.
         """
@@ -102,8 +106,9 @@ class Task(ABC):
             if self.cfg.terminate_on_success
             else torch.zeros(self.num_worlds, dtype=torch.bool, device=self.device)
         )
-        for obj in self.scene.objects:
-            out |= self.object_pos(obj.name)[:, 2] < FALLEN_Z
+        if self.cfg.terminate_on_fall:
+            for obj in self.scene.objects:
+                out |= self.object_pos(obj.name)[:, 2] < FALLEN_Z
         return out
 
     # --- shared machinery -------------------------------------------------------------------
