@@ -4,6 +4,7 @@ logged; the privileged run's export loads and evaluates on the plain task; bad i
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -147,6 +148,24 @@ def test_ot_rewards_go_to_whole_episodes_and_not_to_an_unfinished_one():
     needs_cube = ADSCurriculum(cube_demos, 5, ADSConfig(obs_keys=("cube_pos",)))
     with pytest.raises(ValueError, match="task 'reach' has no observation term 'cube_pos'"):
         OTRewardEnv(env, needs_cube)
+
+
+def test_ads_warns_when_episodes_can_end_early(caplog):
+    demos = [{"eef_pos": torch.randn(6, 3), "gripper_qpos": torch.randn(6, 2)} for _ in range(2)]
+    for overrides, warned in (
+        ({}, "terminate_on_fall"),  # reach has no object, but the flag is the task's
+        ({"terminate_on_success": True}, "terminate_on_success, terminate_on_fall"),
+        ({"terminate_on_fall": False}, None),
+    ):
+        caplog.clear()
+        env = VecEnv("reach", 2, task_overrides={"episode_length": 5, **overrides})
+        with caplog.at_level(logging.WARNING, logger="robolearn.curricula.ot_env"):
+            OTRewardEnv(env, ADSCurriculum(demos, horizon=5))
+        messages = [r.getMessage() for r in caplog.records]
+        if warned is None:
+            assert not messages
+        else:
+            assert len(messages) == 1 and f"({warned})" in messages[0]
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ so that step ``t``'s reward scores what action ``t`` did.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -25,6 +26,8 @@ import torch
 from robolearn.curricula.discount import ADSCurriculum, Episode
 from robolearn.envs.vec_env import Obs
 from robolearn.envs.wrapper import EnvWrapper
+
+log = logging.getLogger(__name__)
 
 
 class OTRewardEnv(EnvWrapper):
@@ -37,6 +40,19 @@ class OTRewardEnv(EnvWrapper):
             raise ValueError(
                 f"curriculum.ads.obs_keys/progress_keys: task {env.task.name!r} has no "
                 f"observation term {missing[0]!r}; its terms are {sorted(terms)}"
+            )
+        task_cfg = env.task.cfg
+        ending = [k for k in ("terminate_on_success", "terminate_on_fall") if getattr(task_cfg, k)]
+        if ending:
+            # OT rewards are never positive: an episode that ends early stops paying them, so
+            # ending is itself rewarded, the more so the longer the horizon (docs/benchmarks.md).
+            log.warning(
+                "ADS: task %r ends episodes early (%s); OT rewards are never positive, so PPO is "
+                "paid to end them (e.g. by dropping an object off the table). For fixed-length "
+                "episodes as in METHODS §6: task.terminate_on_success=false "
+                "+task.terminate_on_fall=false",
+                env.task.name,
+                ", ".join(ending),
             )
         super().__init__(env)
         self.ads = ads
