@@ -134,7 +134,8 @@ class PrivilegedCurriculum(Curriculum):
         env.set_privilege(self.schedule.beta)
         self.settle_steps = int(env.env.max_episode_length)
         self.settling = self.settle_steps  # env steps until finished episodes count again
-        self._relaxed_sum, self._relaxed_steps = 0.0, 0  # share of worlds with a relaxed table
+        #: Worlds with a relaxed table, summed over the iteration's steps (no sync per step).
+        self._relaxed_worlds, self._relaxed_steps = torch.zeros((), device=env.env.device), 0
 
     @property
     def beta(self) -> float:
@@ -142,7 +143,7 @@ class PrivilegedCurriculum(Curriculum):
 
     def observe(self, info: dict[str, Any]) -> None:
         self.schedule.count_env_steps(self.env.num_envs)
-        self._relaxed_sum += self.env.table_relaxed.float().mean().item()
+        self._relaxed_worlds += self.env.table_relaxed.sum()
         self._relaxed_steps += 1
         if self.settling > 0:
             self.settling -= 1
@@ -153,8 +154,10 @@ class PrivilegedCurriculum(Curriculum):
 
     def update(self, stats: dict[str, Any]) -> dict[str, float]:
         rate = self.schedule.success_rate
-        relaxed = self._relaxed_sum / max(self._relaxed_steps, 1)
-        self._relaxed_sum, self._relaxed_steps = 0.0, 0
+        steps = max(self._relaxed_steps, 1) * self.env.num_envs
+        relaxed = self._relaxed_worlds.item() / steps
+        self._relaxed_worlds.zero_()
+        self._relaxed_steps = 0
         if self.schedule.step():
             self.env.set_privilege(self.schedule.beta)
             self.settling = self.settle_steps

@@ -121,7 +121,7 @@ class PrivilegedActionWrapper(EnvWrapper):
             raise ValueError(f"privilege level must be in [0, 1], got {beta}")
         self.beta = float(beta)
         if self.cfg.relax_table:
-            self._write_table(self.env.sim.all_ids())
+            self._write_table(self.env.sim.all_ids(), self.relaxed_worlds())
 
     @property
     def relaxes_a_region(self) -> bool:
@@ -149,9 +149,9 @@ class PrivilegedActionWrapper(EnvWrapper):
         stiffness = self._nominal_stiffness * self.cfg.min_stiffness_ratio**exponent
         return torch.tensor([-stiffness, -2.0 * math.sqrt(stiffness)], dtype=torch.float64)
 
-    def _write_table(self, env_ids: torch.Tensor) -> None:
-        """Give worlds ``env_ids`` the table solref their :meth:`relaxed_worlds` entry asks for."""
-        relaxed = self.relaxed_worlds()[env_ids]
+    def _write_table(self, env_ids: torch.Tensor, wanted: torch.Tensor) -> None:
+        """Give worlds ``env_ids`` the table solref that ``wanted`` (N,) bool asks for."""
+        relaxed = wanted[env_ids]
         solref = self._nominal_solref.repeat(len(env_ids), 1, 1)
         solref[relaxed.cpu(), self._table] = self.relaxed_table_solref().to(solref)
         self.env.sim.set_model_field("geom_solref", env_ids, solref)
@@ -203,15 +203,15 @@ class PrivilegedActionWrapper(EnvWrapper):
         wrench = self.virtual_wrench(privileged)
         self.env.sim.apply_force(self.object_body, wrench)
         if self.relaxes_a_region:  # the objects moved (or were reset): update their worlds
-            changed = (self.relaxed_worlds() != self.table_relaxed).nonzero().flatten()
+            wanted = self.relaxed_worlds()
+            changed = (wanted != self.table_relaxed).nonzero().flatten()
             if len(changed):
-                self._write_table(changed)
+                self._write_table(changed, wanted)
         obs, reward, terminated, truncated, info = self.env.step(
             action[:, : self.deploy_action_dim]
         )
         info["privilege"] = self.beta
         info["virtual_wrench"] = wrench
-        info["table_relaxed"] = self.table_relaxed.clone()
         return obs, reward, terminated, truncated, info
 
     def virtual_wrench(self, privileged: torch.Tensor) -> torch.Tensor:
