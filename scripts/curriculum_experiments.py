@@ -1,8 +1,10 @@
 """Issue 5's curriculum experiments (METHODS.md §5-7); every arm gets the same env-step budget.
 
 * ``privileged`` — ``lift_flat`` from scratch, no demos, the parsimonious dense reward (reach +
-  lift + success): PPO with the privileged-action curriculum vs PPO without. Success is measured
-  on the plain task, i.e. at β = 0; the β each run ended at is reported beside it.
+  lift + success): PPO with the privileged-action curriculum vs PPO without. Training episodes do
+  not end at success: every term of that reward is positive, so an episode that ends early loses
+  what it would have earned and PPO learns to avoid the success. Success is measured on the plain
+  task, i.e. at β = 0; the β each run ended at is reported beside it.
 * ``ads`` — imitation from observation on ``pick_place`` (or ``stack``): OT rewards against
   scripted-expert episodes (``robolearn-collect``; the curriculum reads observations only), γ
   from ADS vs the same OT rewards with a fixed γ (``--fixed-gamma``, 0.99). Task success.
@@ -95,7 +97,7 @@ def selected(arms: dict[str, list[str]], args: argparse.Namespace) -> dict[str, 
 
 
 def privileged(args: argparse.Namespace) -> list[dict[str, Any]]:
-    task = ["task=lift_flat", "task.reward_type=dense"]
+    task = ["task=lift_flat", "task.reward_type=dense", "task.terminate_on_success=false"]
     arms = selected({"none": task, "privileged": [*task, "curriculum=privileged"]}, args)
     return [train(arm, seed, o, args) for seed in args.seeds for arm, o in arms.items()]
 

@@ -4,6 +4,7 @@ with ``robolearn-eval``, resume; bad input (spec mismatch, NaN from the env, a d
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,22 @@ def test_rl_trains_on_sparse_success_that_ends_episodes(workdir):
     assert default.task_overrides["reward_type"] == "sparse"
     assert default.task_overrides["terminate_on_success"] is True
     assert dense.task_overrides["reward_type"] == "dense"
+
+
+def test_a_dense_reward_in_episodes_that_end_at_success_is_warned_about(workdir, caplog):
+    from hydra import compose, initialize_config_dir
+
+    from robolearn.assets import conf_dir
+
+    for overrides, warned in (
+        ([], False),  # sparse success that ends episodes: the default
+        (["task.reward_type=dense"], True),
+        (["task.reward_type=dense", "task.terminate_on_success=false"], False),
+    ):
+        caplog.clear()
+        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+            config = rl_cli._plain(compose("rl", overrides=[*FAST, *overrides]))
+        with caplog.at_level(logging.WARNING, logger="robolearn.cli.rl"):
+            rl_cli.parse_config(config)
+        messages = [r.getMessage() for r in caplog.records if "forfeits" in r.getMessage()]
+        assert len(messages) == int(warned), (overrides, messages)

@@ -49,7 +49,7 @@ from robolearn.envs.vec_env import VecEnv
 from robolearn.rl.ppo import RLConfig
 from robolearn.rl.runner import PPORunner, RLResult
 from robolearn.sim.batched import BACKENDS
-from robolearn.tasks import make_task
+from robolearn.tasks import TaskConfig, make_task
 from robolearn.utils.config import from_dict
 from robolearn.utils.loggers import LoggerConfig, make_logger
 
@@ -130,7 +130,7 @@ def parse_config(config: dict[str, Any]) -> RunConfig:
     task = task_cfg.pop("name", None)
     if not isinstance(task, str):
         raise ValueError(f"the task config needs a string `name`, got {task!r}")
-    make_task(task, task_cfg)  # unknown task names and keys
+    task_config = make_task(task, task_cfg).cfg  # unknown task names and keys
     sim = from_dict(SimSettings, config.pop("sim"), path="sim.")
     if sim.backend not in BACKENDS:
         raise ValueError(f"unknown sim backend {sim.backend!r}; choose from {BACKENDS}")
@@ -139,6 +139,8 @@ def parse_config(config: dict[str, Any]) -> RunConfig:
     ev = from_dict(EvalSettings, config.pop("eval", None), path="eval.")
     curriculum = dict(config.pop("curriculum", None) or {})
     parse_curricula(curriculum)
+    if "ads" not in curriculum:  # ADS pays its own (never positive) rewards
+        _warn_if_success_forfeits_reward(task, task_config)
     settings = from_dict(RLSettings, config)
     return RunConfig(settings, rl, sim, ev, logger, task, task_cfg, curriculum)
 
@@ -370,6 +372,20 @@ def _resume_config(checkpoint: Path, current: dict[str, Any], command_line: list
         OmegaConf.update(config, key, OmegaConf.select(composed, key), merge=False)
     config.resume = str(checkpoint)
     return _plain(config)
+
+
+def _warn_if_success_forfeits_reward(task: str, cfg: TaskConfig) -> None:
+    """Every task's dense reward is paid each step and never negative: an episode that ends at
+    success stops those payments, so PPO learns to stay short of success (hovering beside an
+    object earns more than lifting it and ending). Sparse rewards and dense ones in episodes that
+    run on past success are fine."""
+    if cfg.reward_type == "dense" and cfg.terminate_on_success:
+        log.warning(
+            "task %r: a dense reward with episodes that end at success pays PPO to avoid the "
+            "success (the reward is never negative, so ending early forfeits it); add "
+            "task.terminate_on_success=false, or use task.reward_type=sparse",
+            task,
+        )
 
 
 def _env_spec(task: str, task_cfg: dict[str, Any]):

@@ -77,7 +77,8 @@ class Task(ABC):
 
     @abstractmethod
     def dense_reward(self) -> torch.Tensor:
-        """(N,) shaped reward."""
+        """(N,) shaped reward, never negative (``robolearn-rl`` warns when such a reward meets
+        episodes that end at success: ending would forfeit it)."""
 
     @abstractmethod
     def success(self) -> torch.Tensor:
