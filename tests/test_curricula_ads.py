@@ -87,6 +87,17 @@ def test_ot_reward_is_scaled_by_the_first_episode_and_zero_for_the_demo_itself()
     assert identical.abs().sum() < 0.01 * 10  # under 1% of the first episode's cost
 
 
+def test_the_logged_ot_return_is_the_mean_episode_sum_of_the_paid_rewards():
+    demos = make_demos()
+    ads = ADSCurriculum(demos, T)
+    episodes = [make_demos(n=1, seed=s)[0] for s in (1, 2, 3)]
+    paid = ads.rewards(episodes)
+    logged = ads.update({"episodes": episodes})["ads/ot_return"]
+    assert logged == pytest.approx(float(torch.stack([r.sum() for r in paid]).mean()))
+    assert logged < 0  # OT rewards are never positive
+    assert ads.rewards([episodes[0], demos[0]]) and ads.update({})["ads/ot_return"] > logged
+
+
 def test_ot_reward_uses_the_best_matching_demo():
     demos = ADSCurriculum(make_demos(), T).demos
     reward = OTReward(demos[:2])

@@ -200,7 +200,12 @@ def test_ads_trains_on_ot_rewards_with_its_discount_and_resumes(
     p = math.log(0.2) / math.log(saved["gamma"])
     assert abs(p - round(p)) < 1e-6 and 6 <= round(p) <= state["progress"]
     tags = scalar_tags(run_dir)
-    assert {"curriculum/ads/gamma", "curriculum/ads/progress", "curriculum/ads/score"} <= tags
+    assert {
+        "curriculum/ads/gamma",
+        "curriculum/ads/progress",
+        "curriculum/ads/score",
+        "curriculum/ads/ot_return",
+    } <= tags
 
     resumed = workdir / "ads_resumed"
     assert run(rl_cli, f"resume={run_dir}", f"hydra.run.dir={resumed}") == 0

@@ -147,6 +147,7 @@ class ADSCurriculum(Curriculum):
         self.progress = max(1, math.floor(self.cfg.init_progress * horizon))
         self._ref: dict[int, float] = {}
         self._last_score = float("nan")
+        self._last_return = float("nan")  # mean OT return of the last rewarded episodes
 
     @classmethod
     def from_dataset(
@@ -171,6 +172,8 @@ class ADSCurriculum(Curriculum):
             idx = [i for i, f in enumerate(feats) if len(f) == length]
             for i, r in zip(idx, self.ot_reward(torch.stack([feats[i] for i in idx])), strict=True):
                 out[i] = r
+        if out:  # what PPO optimises: the task's own reward is not what it is paid
+            self._last_return = float(torch.stack([r.sum() for r in out]).mean())  # type: ignore[union-attr]
         return out  # type: ignore[return-value]
 
     # --- progress ----------------------------------------------------------------------------
@@ -204,6 +207,7 @@ class ADSCurriculum(Curriculum):
             f"{self.name}/gamma": self.gamma,
             f"{self.name}/score": self._last_score,
             f"{self.name}/reference": self.reference(self.progress),
+            f"{self.name}/ot_return": self._last_return,
         }
 
     def state_dict(self) -> dict[str, Any]:
