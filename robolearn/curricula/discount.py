@@ -172,9 +172,10 @@ class ADSCurriculum(Curriculum):
             idx = [i for i, f in enumerate(feats) if len(f) == length]
             for i, r in zip(idx, self.ot_reward(torch.stack([feats[i] for i in idx])), strict=True):
                 out[i] = r
-        if out:  # what PPO optimises: the task's own reward is not what it is paid
-            self._last_return = float(torch.stack([r.sum() for r in out]).mean())  # type: ignore[union-attr]
-        return out  # type: ignore[return-value]
+        paid: list[torch.Tensor] = out  # type: ignore[assignment]  # every index is filled
+        if paid:  # what PPO optimises: the task's own reward is not what it is paid
+            self._last_return = float(torch.stack([r.sum() for r in paid]).mean())
+        return paid
 
     # --- progress ----------------------------------------------------------------------------
     def reference(self, k: int) -> float:
