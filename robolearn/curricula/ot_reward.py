@@ -15,7 +15,7 @@ The kernel is safe while ``max C/ε ≤ 300`` (every entry and scaling within fl
 cosine costs are ≤ 2, so any ε ≥ 0.0067); beyond that the same iteration runs in the log domain,
 where nothing underflows. Both give the same plan (to ~1e-16). At ``ε = 0.01``, METHODS' 100
 iterations leave the column marginals exact (they are updated last) and the row marginals within
-~5-7% of ``1/T`` on trajectory costs; the iteration converges given more (~1000 for 0.4%).
+~5-15% of ``1/T`` on trajectory costs; the iteration converges given more (~1000 for 0.4%).
 """
 
 from __future__ import annotations
