@@ -12,6 +12,7 @@ from robolearn.curricula.discount import (
     ADSCurriculum,
     discount,
     lis_length,
+    median_distance,
 )
 from robolearn.curricula.ot_reward import (
     OTReward,
@@ -261,3 +262,18 @@ def test_fourier_features_cost_grows_with_distance_where_affine_ones_match_a_far
     assert affine[0] < 1e-9 and affine[2] < 0.05  # 8x as far from the mean: still a match
     assert fourier[0] < 1e-9 < fourier[1] < fourier[2]
     assert fourier[2] > 0.8  # far away costs about as much as anything can (1 - cos ~ 1)
+
+
+def test_the_fourier_kernel_width_follows_the_median_distance_between_demo_frames():
+    line = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)  # distances 1, 2, 3
+    assert median_distance(line) == 2.0
+    assert median_distance(torch.zeros(4, 2)) == 1.0  # all frames alike: no scale to take
+    demos = make_demos()
+    widths = [
+        ADSCurriculum(
+            demos, T, ADSConfig(obs_keys=keys, fourier_bandwidth=0.5)
+        ).reward_features.bandwidth
+        for keys in (("eef_pos",), ("eef_pos", "gripper_qpos"))
+    ]
+    # More standardised terms, larger typical distances: a wider kernel, so costs do not saturate.
+    assert 0 < widths[0] < widths[1]
