@@ -30,7 +30,7 @@ cosine cost ``1 − cos`` means something for a few state dimensions:
 * ``affine``: ``[z, 1]``. Its cosine reads a frame's *direction* from the demos' mean, so a frame
   far out along the ray of a demo frame costs almost nothing against it, and nearby frames in
   other directions cost a lot. On ``reach_around`` (eef position only) PPO did not raise this OT
-  return at all (−10.9 → −11.5 in 530k env steps; the arm drifted 60 cm out of the workspace),
+  return at all (−10.9 → −11.5 in 530k env steps; the arm drifted behind the robot's base),
   where with ``fourier`` it rose to −8.2 and the arm learned the demos' first waypoint
   (docs/benchmarks.md). Kept for the runs recorded with it.
 
