@@ -246,8 +246,8 @@ def test_one_demo_is_refused():
 
 def test_fourier_features_cost_grows_with_distance_where_affine_ones_match_a_far_ray():
     """A frame far out along the ray of a demo frame (seen from the demos' mean): the affine
-    embedding's cosine takes it for that frame, which PPO exploits by driving the arm away; the
-    Fourier embedding's cost grows with the distance and saturates near 1."""
+    embedding's cosine takes it for that frame; the Fourier embedding's cost grows with the
+    distance and saturates near 1."""
     demos = make_demos()
     costs = {}
     for features in FEATURE_EMBEDDINGS:

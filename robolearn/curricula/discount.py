@@ -24,9 +24,8 @@ cosine cost ``1 − cos`` means something for a few state dimensions:
   ``1 − cos`` grows with the distance between two frames and saturates at 1 far away. σ is
   ``fourier_bandwidth`` times the median distance between the demos' frames (the median
   heuristic): a fixed σ saturates every cost once there are more terms (on ``pick_place``'s 8,
-  σ = 1 std left PPO nothing to climb). (The paper
-  compares image-encoder embeddings; on a state of a few dimensions the plain cosine is a poor
-  distance, next.)
+  σ = 1 std left PPO nothing to climb). The paper compares image-encoder embeddings; on a state
+  of a few dimensions the plain cosine is a poor distance:
 * ``affine``: ``[z, 1]``. Its cosine reads a frame's *direction* from the demos' mean, so a frame
   far out along the ray of a demo frame costs almost nothing against it, and nearby frames in
   other directions cost a lot. On ``reach_around`` (eef position only) PPO did not raise this OT
@@ -267,15 +266,16 @@ class StandardisedFeatures:
         self.keys, self.embedding = tuple(keys), cfg.features
         frames = torch.cat([self._concat(d, f"demo {i}") for i, d in enumerate(demos)])
         self.mean, self.std = frames.mean(0), frames.std(0).clamp_min(1e-6)
-        # The kernel's width by the median heuristic: typical distances between frames grow with
-        # the number of terms, and a width far below them saturates every cost at 1.
-        self.bandwidth = cfg.fourier_bandwidth * median_distance((frames - self.mean) / self.std)
-        # Drawn from a fixed seed: the same config gives the same features after a resume.
-        gen = torch.Generator().manual_seed(0)
-        dim = frames.shape[1]
-        self.weights = torch.randn(dim, cfg.fourier_dim, generator=gen, dtype=torch.float64)
-        self.weights /= self.bandwidth
-        self.phases = 2 * math.pi * torch.rand(cfg.fourier_dim, generator=gen, dtype=torch.float64)
+        if self.embedding == "fourier":
+            # The kernel's width by the median heuristic: typical distances between frames grow
+            # with the number of terms, and a width far below them saturates every cost at 1.
+            z = (frames - self.mean) / self.std
+            self.bandwidth = cfg.fourier_bandwidth * median_distance(z)
+            # Drawn from a fixed seed: the same config gives the same features after a resume.
+            gen = torch.Generator().manual_seed(0)
+            shape = (z.shape[1], cfg.fourier_dim)
+            self.weights = torch.randn(shape, generator=gen, dtype=torch.float64) / self.bandwidth
+            self.phases = 2 * math.pi * torch.rand(shape[1], generator=gen, dtype=torch.float64)
 
     def __call__(self, episode: Episode) -> torch.Tensor:
         """``(T, F)`` features of one episode's observations."""
