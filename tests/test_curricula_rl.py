@@ -152,13 +152,15 @@ def test_ot_rewards_go_to_whole_episodes_and_not_to_an_unfinished_one():
 
 def test_ads_warns_when_episodes_can_end_early(caplog):
     demos = [{"eef_pos": torch.randn(6, 3), "gripper_qpos": torch.randn(6, 2)} for _ in range(2)]
-    for overrides, warned in (
-        ({}, "terminate_on_fall"),  # reach has no object, but the flag is the task's
-        ({"terminate_on_success": True}, "terminate_on_success, terminate_on_fall"),
-        ({"terminate_on_fall": False}, None),
+    for task, overrides, warned in (
+        ("reach", {}, None),  # terminate_on_fall is on, but reach has no object to fall
+        ("reach", {"terminate_on_success": True}, "terminate_on_success"),
+        ("pick_place", {}, "terminate_on_fall"),
+        ("pick_place", {"terminate_on_success": True}, "terminate_on_success, terminate_on_fall"),
+        ("pick_place", {"terminate_on_fall": False}, None),
     ):
         caplog.clear()
-        env = VecEnv("reach", 2, task_overrides={"episode_length": 5, **overrides})
+        env = VecEnv(task, 2, task_overrides={"episode_length": 5, **overrides})
         with caplog.at_level(logging.WARNING, logger="robolearn.curricula.ot_env"):
             OTRewardEnv(env, ADSCurriculum(demos, horizon=5))
         messages = [r.getMessage() for r in caplog.records]

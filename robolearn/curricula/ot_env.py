@@ -42,7 +42,9 @@ class OTRewardEnv(EnvWrapper):
                 f"observation term {missing[0]!r}; its terms are {sorted(terms)}"
             )
         task_cfg = env.task.cfg
-        ending = [k for k in ("terminate_on_success", "terminate_on_fall") if getattr(task_cfg, k)]
+        ending = ["terminate_on_success"] if task_cfg.terminate_on_success else []
+        if task_cfg.terminate_on_fall and env.task.scene.objects:  # nothing can fall otherwise
+            ending.append("terminate_on_fall")
         if ending:
             # OT rewards are never positive: an episode that ends early stops paying them, so
             # ending is itself rewarded, the more so the longer the horizon (docs/benchmarks.md).
