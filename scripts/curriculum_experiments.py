@@ -40,6 +40,7 @@ import torch
 from robolearn.checkpoint import load_config, load_policy, load_training_state, resolve_checkpoint
 from robolearn.envs.vec_env import VecEnv
 from robolearn.eval.evaluate import evaluate
+from robolearn.utils.stats import wilson_interval
 
 
 def sh(module: str, overrides: list[str], log: Path) -> float:
@@ -210,7 +211,7 @@ def table(results: list[dict[str, Any]]) -> str:
         if any(c in r for r in results)
     ]
     rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in results:
+    for r in [*results, *pooled(results)]:
         cells = []
         for c in cols:
             v = r.get(c, "")
@@ -218,6 +219,27 @@ def table(results: list[dict[str, Any]]) -> str:
         rows.append("| " + " | ".join(cells) + " |")
     n = sum(r["n_episodes"] for r in results)
     return "\n".join(rows) + f"\n\n({n} evaluation episodes in all; Wilson 95% intervals)"
+
+
+def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each arm's evaluation episodes pooled over its seeds, for the arms run with several."""
+    rows = []
+    for arm in dict.fromkeys(r["arm"] for r in results):
+        runs = [r for r in results if r["arm"] == arm]
+        if len(runs) < 2:
+            continue
+        n = sum(r["n_episodes"] for r in runs)
+        successes = sum(round(r["success_rate"] * r["n_episodes"]) for r in runs)
+        seeds = ",".join(str(r["seed"]) for r in runs)
+        rows.append(
+            {
+                "arm": arm,
+                "seed": f"{seeds} pooled",
+                "success_rate": f"{successes / n:.4g} ({successes}/{n})",
+                "ci95": wilson_interval(successes, n),
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -260,8 +282,9 @@ def main() -> None:
     args.task = args.task or {"ads": "pick_place", "alp_gmm": "lift"}.get(args.experiment)
     args.out = args.out.resolve()
     results = EXPERIMENTS[args.experiment](args)
-    out = args.out / "_".join([args.experiment, *(args.arms or [])])
-    out = out.with_suffix(".json")
+    # one file per invocation: arms and seeds run side by side must not overwrite each other
+    seeds = [f"s{seed}" for seed in args.seeds]
+    out = (args.out / "_".join([args.experiment, *(args.arms or []), *seeds])).with_suffix(".json")
     out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     print(table(results))
