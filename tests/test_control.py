@@ -64,6 +64,25 @@ def test_ee_rotation_turns_about_world_z(model):
     assert sim.site_xmat[0, ctrl.tcp, 2, 2] < -0.99  # still pointing down
 
 
+def test_zero_rotation_scale_ignores_the_rotation_dims(model):
+    """``max_rot_delta=0``: a position-only arm (Meta-World's xyz + gripper). Random actions
+    turn the hand only by the IK's drift, a fraction of what they turn it by default."""
+
+    def turned_by_random_actions(max_rot_delta: float) -> torch.Tensor:
+        sim = make_sim(model, 8)
+        ctrl = ArmController(sim, ControlConfig(max_rot_delta=max_rot_delta))
+        start = sim.site_xmat[:, ctrl.tcp].clone()
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(40):
+            run(ctrl, torch.rand(8, 7, generator=gen) * 2 - 1, steps=1)
+        relative = start.transpose(1, 2) @ sim.site_xmat[:, ctrl.tcp]
+        return torch.arccos(((relative.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1))
+
+    held, free = turned_by_random_actions(0.0), turned_by_random_actions(0.25)
+    assert held.max() < 0.25  # rad, over 40 full-scale steps
+    assert free.mean() > 3 * held.mean()
+
+
 def test_joint_delta_and_gripper(model):
     sim = make_sim(model, 1)
     ctrl = ArmController(sim, ControlConfig(action_mode="joint_delta"))

@@ -3,7 +3,9 @@
 * ``ee_delta_pose`` (7): TCP translation (3) and rotation vector (3) in the world frame, scaled by
   ``max_pos_delta`` / ``max_rot_delta`` per control step, plus gripper. Batched damped-least-squares
   differential IK with a null-space pull towards the home posture, so that redundancy does not
-  drift into joint limits over long episodes.
+  drift into joint limits over long episodes. ``max_rot_delta=0`` ignores the rotation dims: a
+  position-only arm (Meta-World's xyz + gripper), whose orientation drifts only with the IK's
+  linearisation (< 0.25 rad over 40 random full-scale steps).
 * ``joint_delta`` (8): per-joint position change scaled by ``max_joint_delta``, plus gripper.
 
 Gripper: -1 fully open, +1 fully closed (robosuite's convention). The Jacobian comes from the
