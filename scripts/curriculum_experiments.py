@@ -14,9 +14,10 @@
   hardest quartile (the grid points where the arms' mean success is lowest).
 
 Training runs ``robolearn-rl`` (one subprocess per run; the commands are printed, logs in the
-run dirs); evaluation is in-process on the plain task. Prints JSON then a markdown table and
-writes ``<out>/<experiment>.json`` (``<experiment>_<arm>.json`` with ``--arms``, which runs some
-arms only, e.g. one per core in two invocations).
+run dirs); evaluation is in-process on the plain task. Prints JSON then a markdown table (with
+each arm's episodes pooled over its seeds) and writes ``<out>/<experiment>_s<seed>.json``
+(``<experiment>_<arm>_s<seed>.json`` with ``--arms``, which runs some arms only, e.g. one per
+core in two invocations; one ``_s<seed>`` per seed run).
 
     python scripts/curriculum_experiments.py privileged --out outputs/curricula --budget 20000000
     python scripts/curriculum_experiments.py ads --out outputs/curricula --demos 20 --budget 5000000
