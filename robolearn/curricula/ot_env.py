@@ -41,10 +41,7 @@ class OTRewardEnv(EnvWrapper):
                 f"curriculum.ads.obs_keys/progress_keys: task {env.task.name!r} has no "
                 f"observation term {missing[0]!r}; its terms are {sorted(terms)}"
             )
-        task_cfg = env.task.cfg
-        ending = ["terminate_on_success"] if task_cfg.terminate_on_success else []
-        if task_cfg.terminate_on_fall and env.task.scene.objects:  # nothing can fall otherwise
-            ending.append("terminate_on_fall")
+        ending = env.task.early_ends()
         if ending:
             # OT rewards are never positive: an episode that ends early stops paying them, so
             # ending is itself rewarded, the more so the longer the horizon (docs/benchmarks.md).

@@ -96,6 +96,14 @@ class Task(ABC):
             terms[f"{obj.name}_angvel"] = vel[:, 3:]
         return terms
 
+    def early_ends(self) -> tuple[str, ...]:
+        """The settings that can end this task's episodes before the time limit (those of
+        :meth:`terminated`): ``terminate_on_fall`` counts only where an object can fall."""
+        ends = ("terminate_on_success",) if self.cfg.terminate_on_success else ()
+        if self.cfg.terminate_on_fall and self.scene.objects:
+            ends += ("terminate_on_fall",)
+        return ends
+
     def terminated(self, success: torch.Tensor | None = None) -> torch.Tensor:
         """(N,) bool: success, with ``terminate_on_success``; an object fell off the table, with
         ``terminate_on_fall``.
