@@ -79,6 +79,7 @@ def train(arm: str, seed: int, overrides: list[str], args: argparse.Namespace) -
         "run_dir": str(run_dir),
         "train_s": round(seconds),
         "success_rate": info["success_rate"],
+        "successes": info["successes"],
         "ci95": info["ci95"],
         "n_episodes": info["n_episodes"],
     }
@@ -230,7 +231,7 @@ def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(runs) < 2:
             continue
         n = sum(r["n_episodes"] for r in runs)
-        successes = sum(round(r["success_rate"] * r["n_episodes"]) for r in runs)
+        successes = sum(r["successes"] for r in runs)
         seeds = ",".join(str(r["seed"]) for r in runs)
         rows.append(
             {

@@ -18,12 +18,27 @@ def load_script():
 def test_the_table_pools_an_arms_episodes_over_its_seeds() -> None:
     script = load_script()
     results = [
-        {"arm": "ads", "seed": 0, "success_rate": 0.075, "ci95": (0.046, 0.12), "n_episodes": 200},
-        {"arm": "ads", "seed": 1, "success_rate": 0.1, "ci95": (0.066, 0.15), "n_episodes": 200},
+        {
+            "arm": "ads",
+            "seed": 0,
+            "success_rate": 0.075,
+            "successes": 15,
+            "ci95": (0.046, 0.12),
+            "n_episodes": 200,
+        },
+        {
+            "arm": "ads",
+            "seed": 1,
+            "success_rate": 0.1,
+            "successes": 20,
+            "ci95": (0.066, 0.15),
+            "n_episodes": 200,
+        },
         {
             "arm": "fixed_gamma",
             "seed": 0,
             "success_rate": 0.045,
+            "successes": 9,
             "ci95": (0.024, 0.083),
             "n_episodes": 200,
         },
