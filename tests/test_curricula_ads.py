@@ -58,7 +58,7 @@ def test_lis_is_strictly_increasing():
 def test_sinkhorn_plan_has_uniform_marginals(features):
     ads = ADSCurriculum(make_demos(), T, ADSConfig(features=features))
     agent = torch.stack([ads.reward_features(d) for d in make_demos(3, seed=5)])  # (3, T, D)
-    cost = cosine_cost(agent, ads.demos[0].expand(3, -1, -1))
+    cost = ads.reward_features.cost(agent, ads.demos[0].expand(3, -1, -1))
     rows = cols = torch.full((3, T), 1 / T)
     # METHODS' 100 iterations at eps = 0.01 on trajectory costs: columns exact (updated last),
     # rows within 15% ...
@@ -84,9 +84,11 @@ def test_sinkhorn_scaling_and_log_forms_give_the_same_plan():
     assert torch.allclose(tiny.sum(1), torch.full((3, T), 1 / T, dtype=tiny.dtype))
 
 
-def test_ot_reward_is_scaled_by_the_first_episode_and_zero_for_the_demo_itself():
-    demo = ADSCurriculum(make_demos(), T).demos[0]
-    reward = OTReward([demo])
+@pytest.mark.parametrize("features", FEATURE_EMBEDDINGS)
+def test_ot_reward_is_scaled_by_the_first_episode_and_zero_for_the_demo_itself(features):
+    ads = ADSCurriculum(make_demos(), T, ADSConfig(features=features))
+    demo = ads.demos[0]
+    reward = OTReward([demo], cost=ads.reward_features.cost)
     frozen = demo[:1].expand(T, -1)
     first = reward(frozen[None])
     assert first.sum().item() == pytest.approx(-10.0)
@@ -117,9 +119,10 @@ def test_ot_reward_uses_the_best_matching_demo():
     )
 
 
-def test_replaying_a_demo_advances_progress_and_a_frozen_agent_does_not():
+@pytest.mark.parametrize("features", FEATURE_EMBEDDINGS)
+def test_replaying_a_demo_advances_progress_and_a_frozen_agent_does_not(features):
     demos = make_demos()
-    ads = ADSCurriculum(demos, T)
+    ads = ADSCurriculum(demos, T, ADSConfig(features=features))
     assert ads.progress == math.floor(0.2 * T) == 8
     frozen = [{k: v[:1].expand(T, -1) for k, v in d.items()} for d in demos]
     for _ in range(3):
@@ -127,7 +130,7 @@ def test_replaying_a_demo_advances_progress_and_a_frozen_agent_does_not():
     assert ads.progress == 8
     assert ads.gamma == pytest.approx(0.2 ** (1 / 8))
 
-    replay = ADSCurriculum(demos, T)
+    replay = ADSCurriculum(demos, T, ADSConfig(features=features))
     replay.update({"episodes": demos[:1]})  # one of the demos, frame for frame
     assert replay.progress == 8 + 5
 
@@ -244,10 +247,10 @@ def test_one_demo_is_refused():
         ADSCurriculum(make_demos(1), T)
 
 
-def test_fourier_features_cost_grows_with_distance_where_affine_ones_match_a_far_ray():
+def test_fourier_and_euclidean_costs_grow_with_distance_where_affine_ones_match_a_far_ray():
     """A frame far out along the ray of a demo frame (seen from the demos' mean): the affine
     embedding's cosine takes it for that frame; the Fourier embedding's cost grows with the
-    distance and saturates near 1."""
+    distance and saturates near 1; the Euclidean cost grows in proportion, without a ceiling."""
     demos = make_demos()
     costs = {}
     for features in FEATURE_EMBEDDINGS:
@@ -256,12 +259,20 @@ def test_fourier_features_cost_grows_with_distance_where_affine_ones_match_a_far
         frame = {k: v[T - 1 : T] for k, v in demos[0].items()}  # the demo's last frame
         mean = {"eef_pos": feats.mean[:3], "gripper_qpos": feats.mean[3:]}
         out = [{k: (mean[k] + s * (frame[k] - mean[k])).float() for k in frame} for s in (1, 2, 8)]
-        pair = [cosine_cost(feats(o), feats(frame)).item() for o in out]
+        pair = [feats.cost(feats(o), feats(frame)).item() for o in out]
         costs[features] = pair
-    affine, fourier = costs["affine"], costs["fourier"]
+    affine, fourier, euclidean = costs["affine"], costs["fourier"], costs["euclidean"]
     assert affine[0] < 1e-9 and affine[2] < 0.05  # 8x as far from the mean: still a match
     assert fourier[0] < 1e-9 < fourier[1] < fourier[2]
     assert fourier[2] > 0.8  # far away costs about as much as anything can (1 - cos ~ 1)
+    assert euclidean[0] < 1e-6 and euclidean[2] == pytest.approx(7 * euclidean[1], rel=1e-4)
+
+
+def test_the_euclidean_cost_is_in_units_of_the_demos_median_distance():
+    demos = make_demos()
+    feats = ADSCurriculum(demos, T, ADSConfig(features="euclidean")).reward_features
+    z = torch.cat([feats(d) for d in demos])
+    assert feats.cost(z, z).median().item() == pytest.approx(1.0, rel=0.05)
 
 
 def test_the_fourier_kernel_width_follows_the_median_distance_between_demo_frames():

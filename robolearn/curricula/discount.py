@@ -15,8 +15,9 @@ the agent's behaviour matches more of the demos:
   per update and never beyond ``T``.
 
 Features: observation terms ``obs_keys`` concatenated and standardised with the demos' mean and
-standard deviation, so that every term counts regardless of its units, then embedded so that the
-cosine cost ``1 − cos`` means something for a few state dimensions:
+standard deviation, so that every term counts regardless of its units, then compared in one of
+three ways; the first two embed the frames so that the cosine cost ``1 − cos`` of METHODS §6 means
+something for a few state dimensions:
 
 * ``fourier`` (default): random Fourier features ``√(2/D)·cos(zW/σ + b)``, ``W ~ N(0, I)``,
   ``b ~ U[0, 2π)`` (Rahimi & Recht, 2007), drawn once from a fixed seed. Their inner product
@@ -32,6 +33,12 @@ cosine cost ``1 − cos`` means something for a few state dimensions:
   return at all (−10.9 → −11.5 in 530k env steps; the arm drifted behind the robot's base),
   where with ``fourier`` it rose to −8.2 and the arm learned the demos' first waypoint
   (docs/benchmarks.md). Kept for the runs recorded with it.
+* ``euclidean``: no embedding; the cost is the distance between standardised frames, in units of
+  the demos' median distance. What the authors' code uses on state features (the cosine is for
+  their image encoder's embeddings). Unlike the Gaussian kernel, whose cost is quadratic near a
+  match and flat far from one, it grows in proportion to the distance everywhere, so a frame a few
+  centimetres off still pays for closing them and a frame far off still feels which way is
+  closer. Costs above 3 (at ε = 0.01) send Sinkhorn to its slower log domain.
 
 The recogniser matches frames on ``progress_keys`` (default: ``obs_keys``), embedded the same way:
 with arm-dominated reward features, arm motion alone passes it long before the object follows the
@@ -53,10 +60,10 @@ import torch
 
 from robolearn.curricula.base import Curriculum
 from robolearn.curricula.demos import load_observation_episodes
-from robolearn.curricula.ot_reward import OTReward, cosine_cost
+from robolearn.curricula.ot_reward import Cost, OTReward, cosine_cost
 
 Episode = dict[str, torch.Tensor]  # {obs key: (T, d)}
-FEATURE_EMBEDDINGS = ("fourier", "affine")
+FEATURE_EMBEDDINGS = ("fourier", "affine", "euclidean")
 log = logging.getLogger(__name__)
 
 
@@ -74,7 +81,8 @@ class ADSConfig:
     sinkhorn_eps: float = 0.01
     sinkhorn_iterations: int = 100
     target_return: float = 10.0  # |return| of the first OT-rewarded episode
-    #: Embedding of the standardised frames the cosine cost compares: "fourier" or "affine".
+    #: How standardised frames are compared: "fourier" or "affine" (embeddings under the cosine
+    #: cost) or "euclidean" (their distance; module docstring).
     features: str = "fourier"
     fourier_dim: int = 256  # random Fourier features
     fourier_bandwidth: float = 1.0  # kernel width σ over the median distance of demo frames
@@ -129,10 +137,9 @@ def lis_length(sequence: Sequence[int]) -> int:
     return len(tails)
 
 
-def matched_lis(agent: torch.Tensor, demo: torch.Tensor, progress: int) -> int:
+def matched_lis(agent: torch.Tensor, demo: torch.Tensor, progress: int, cost: Cost) -> int:
     """LIS of the nearest-demo-frame indices of the agent's first ``progress`` frames."""
-    cost = cosine_cost(agent[:progress], demo[:progress])
-    return lis_length(cost.argmin(dim=1).tolist())
+    return lis_length(cost(agent[:progress], demo[:progress]).argmin(dim=1).tolist())
 
 
 class ADSCurriculum(Curriculum):
@@ -171,7 +178,11 @@ class ADSCurriculum(Curriculum):
                 horizon,
             )
         self.ot_reward = OTReward(
-            self.demos, self.cfg.sinkhorn_eps, self.cfg.sinkhorn_iterations, self.cfg.target_return
+            self.demos,
+            self.cfg.sinkhorn_eps,
+            self.cfg.sinkhorn_iterations,
+            self.cfg.target_return,
+            cost=self.reward_features.cost,
         )
         self.progress = max(1, math.floor(self.cfg.init_progress * horizon))
         self._ref: dict[int, float] = {}
@@ -211,13 +222,15 @@ class ADSCurriculum(Curriculum):
         """``ref(k)``: median LIS over ordered pairs of distinct demos, their first ``k`` frames."""
         if k not in self._ref:
             demos = self.progress_demos
-            scores = [matched_lis(a, b, k) for a, b in itertools.permutations(demos, 2)]
+            cost = self.progress_features.cost
+            scores = [matched_lis(a, b, k, cost) for a, b in itertools.permutations(demos, 2)]
             self._ref[k] = float(torch.tensor(scores, dtype=torch.float64).median())
         return self._ref[k]
 
     def agent_score(self, episodes: Sequence[torch.Tensor], k: int) -> float:
         """The ``percentile`` of matched LIS over (episode, demo) pairs, features given."""
-        scores = [matched_lis(e, d, k) for e in episodes for d in self.progress_demos]
+        cost = self.progress_features.cost
+        scores = [matched_lis(e, d, k, cost) for e in episodes for d in self.progress_demos]
         q = self.cfg.percentile / 100.0
         return float(torch.quantile(torch.tensor(scores, dtype=torch.float64), q))
 
@@ -260,29 +273,40 @@ def median_distance(frames: torch.Tensor, max_frames: int = 2000) -> float:
 
 class StandardisedFeatures:
     """Frames of ``keys`` concatenated, standardised with the demos' statistics, then embedded
-    as ``cfg.features`` says (module docstring)."""
+    as ``cfg.features`` says; :meth:`cost` compares two sequences of them (module docstring)."""
 
     def __init__(self, keys: Sequence[str], demos: Sequence[Episode], cfg: ADSConfig):
         self.keys, self.embedding = tuple(keys), cfg.features
         frames = torch.cat([self._concat(d, f"demo {i}") for i, d in enumerate(demos)])
         self.mean, self.std = frames.mean(0), frames.std(0).clamp_min(1e-6)
+        # The demos' own scale: typical distances between frames grow with the number of terms.
+        self.scale = median_distance((frames - self.mean) / self.std)
         if self.embedding == "fourier":
-            # The kernel's width by the median heuristic: typical distances between frames grow
-            # with the number of terms, and a width far below them saturates every cost at 1.
-            z = (frames - self.mean) / self.std
-            self.bandwidth = cfg.fourier_bandwidth * median_distance(z)
+            # The kernel's width by the median heuristic: a width far below the typical distance
+            # saturates every cost at 1.
+            self.bandwidth = cfg.fourier_bandwidth * self.scale
             # Drawn from a fixed seed: the same config gives the same features after a resume.
             gen = torch.Generator().manual_seed(0)
-            shape = (z.shape[1], cfg.fourier_dim)
+            shape = (len(self.mean), cfg.fourier_dim)
             self.weights = torch.randn(shape, generator=gen, dtype=torch.float64) / self.bandwidth
             self.phases = 2 * math.pi * torch.rand(shape[1], generator=gen, dtype=torch.float64)
 
     def __call__(self, episode: Episode) -> torch.Tensor:
         """``(T, F)`` features of one episode's observations."""
         z = (self._concat(episode, "episode") - self.mean) / self.std
+        if self.embedding == "euclidean":
+            return z
         if self.embedding == "affine":
             return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], dim=1)
         return math.sqrt(2.0 / len(self.phases)) * torch.cos(z @ self.weights + self.phases)
+
+    def cost(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cost between every frame of ``x`` ``(..., T, F)`` and of ``y`` ``(..., S, F)``: the
+        cosine cost of the embeddings, or the Euclidean distance in units of the demos' median
+        distance (so that Sinkhorn's ε means the same on any number of terms)."""
+        if self.embedding == "euclidean":
+            return torch.cdist(x, y) / self.scale
+        return cosine_cost(x, y)
 
     def _concat(self, episode: Episode, what: str) -> torch.Tensor:
         missing = [k for k in self.keys if k not in episode]

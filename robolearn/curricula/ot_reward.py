@@ -1,7 +1,8 @@
 """Optimal-transport proxy rewards from observation-only demonstrations (ADS, METHODS.md §6).
 
 An agent episode ``o_1..o_T`` is matched to a demo ``e_1..e_S`` by entropic optimal transport
-with uniform marginals over the cost ``C_ij = 1 − cos(o_i, e_j)``. Step ``i`` is rewarded with
+with uniform marginals over a cost ``C_ij`` between frames (``1 − cos(o_i, e_j)`` unless the caller
+gives another, e.g. a Euclidean distance). Step ``i`` is rewarded with
 ``−s·Σ_j μ_ij C_ij``: how far its share of the transport travels. Among several demos the one
 with the cheapest total transport is used. ``s`` is fixed once, so that the first episode
 with a non-zero cost gets a return of magnitude ``target_return`` (10): a scale the RL
@@ -12,17 +13,20 @@ Sinkhorn runs in float64 as matrix scaling (``u ← a / K v``, ``v ← b / Kᵀ 
 form (14x with the cores busy), which spends its time in ``logsumexp`` and dominated an ADS
 rollout (68% of it on ``stack``).
 The kernel is safe while ``max C/ε ≤ 300`` (every entry and scaling within float64's e^±708;
-cosine costs are ≤ 2, so any ε ≥ 0.0067); beyond that the same iteration runs in the log domain,
-where nothing underflows. Both give the same plan (to ~1e-16). At ``ε = 0.01``, METHODS' 100
+cosine costs are ≤ 2, so any ε ≥ 0.0067; a distance is unbounded); beyond that the same
+iteration runs in the log domain, where nothing underflows. Both give the same plan (to ~1e-16). At ``ε = 0.01``, METHODS' 100
 iterations leave the column marginals exact (they are updated last) and the row marginals within
 ~5-15% of ``1/T`` on trajectory costs; the iteration converges given more (~1000 for 0.4%).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
+
+#: A cost between every frame of ``x`` ``(..., T, D)`` and of ``y`` ``(..., S, D)``: ``(..., T, S)``.
+Cost = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def cosine_cost(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -78,11 +82,13 @@ class OTReward:
         eps: float = 0.01,
         iterations: int = 100,
         target_return: float = 10.0,
+        cost: Cost = cosine_cost,
     ):
         if not demos:
             raise ValueError("OT reward needs at least one demo")
         self.demos = [d.double() for d in demos]
         self.eps, self.iterations, self.target_return = eps, iterations, target_return
+        self.cost = cost
         self.scale: float | None = None  # fixed by the first episode with non-zero cost
 
     def transport_costs(self, episodes: torch.Tensor) -> torch.Tensor:
@@ -90,7 +96,7 @@ class OTReward:
         x = episodes.double()
         out = []
         for demo in self.demos:
-            cost = cosine_cost(x, demo.to(x.device).expand(len(x), -1, -1))
+            cost = self.cost(x, demo.to(x.device).expand(len(x), -1, -1))
             plan = sinkhorn(cost, self.eps, self.iterations)
             out.append((plan * cost).sum(-1))
         return torch.stack(out)
