@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from console import run
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from robolearn.checkpoint import load_policy, load_training_state, resolve_checkpoint
@@ -262,3 +263,30 @@ def test_a_dense_reward_in_episodes_that_end_at_success_is_warned_about(workdir,
             rl_cli.parse_config(config)
         messages = [r.getMessage() for r in caplog.records if "forfeits" in r.getMessage()]
         assert len(messages) == int(warned), (overrides, messages)
+
+
+def test_a_resumed_run_is_named_after_the_run_it_continues(workdir):
+    """Hydra names the run dir before the resumed config is read: not after the default task."""
+    from hydra import compose, initialize_config_dir
+
+    from robolearn.assets import conf_dir
+
+    run = "/runs/2026-12-04/08-00-00_ppo_stack"
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        names = [
+            compose("rl", overrides=overrides, return_hydra_config=True)
+            for overrides in (
+                [],
+                ["task=stack"],
+                [f"resume={run}"],
+                [f"resume={run}/checkpoints/iter_000010/"],
+            )
+        ]
+        dirs = [OmegaConf.to_container(c.hydra.run, resolve=True)["dir"] for c in names]
+    assert [c.name for c in names] == [
+        "ppo_lift",
+        "ppo_stack",
+        "resume_08-00-00_ppo_stack",
+        "resume_08-00-00_ppo_stack",
+    ]
+    assert dirs[2].endswith("_resume_08-00-00_ppo_stack")

@@ -55,6 +55,21 @@ from robolearn.utils.loggers import LoggerConfig, make_logger
 
 PROG = "robolearn-rl"
 EXIT_UNSTABLE = 3
+
+
+def run_name(algorithm: str, task: str, resume: str | None) -> str:
+    """The run dir's name (``conf/rl.yaml``'s ``name``): ``<algorithm>_<task>``, or for a resumed
+    run ``resume_<the resumed run dir's name>``. Hydra names the dir before the resumed run's
+    config is read from its checkpoint, so ``task`` is then the default, not the run's."""
+    if resume is None:
+        return f"{algorithm}_{task}"
+    path = Path(str(resume).rstrip("/"))
+    if path.parent.name == "checkpoints":  # a checkpoint dir inside the run dir
+        path = path.parent.parent
+    return f"resume_{path.name}"
+
+
+OmegaConf.register_new_resolver("rl_run_name", run_name, replace=True)
 #: Keys (or key prefixes) a resumed run may change; the rest come from its checkpoint.
 RESUMABLE = (
     "total_env_steps",
