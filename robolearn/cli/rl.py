@@ -70,6 +70,7 @@ def run_name(algorithm: str, task: str, resume: str | None) -> str:
 
 
 OmegaConf.register_new_resolver("rl_run_name", run_name, replace=True)
+
 #: Keys (or key prefixes) a resumed run may change; the rest come from its checkpoint.
 RESUMABLE = (
     "total_env_steps",

@@ -295,17 +295,16 @@ class StandardisedFeatures:
         """``(T, F)`` features of one episode's observations."""
         z = (self._concat(episode, "episode") - self.mean) / self.std
         if self.embedding == "euclidean":
-            return z
+            return z / self.scale  # in the demos' median distances: ε means the same for any terms
         if self.embedding == "affine":
             return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], dim=1)
         return math.sqrt(2.0 / len(self.phases)) * torch.cos(z @ self.weights + self.phases)
 
     def cost(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cost between every frame of ``x`` ``(..., T, F)`` and of ``y`` ``(..., S, F)``: the
-        cosine cost of the embeddings, or the Euclidean distance in units of the demos' median
-        distance (so that Sinkhorn's ε means the same on any number of terms)."""
+        cosine cost of the embeddings, or the Euclidean distance of the scaled frames."""
         if self.embedding == "euclidean":
-            return torch.cdist(x, y) / self.scale
+            return torch.cdist(x, y)
         return cosine_cost(x, y)
 
     def _concat(self, episode: Episode, what: str) -> torch.Tensor:

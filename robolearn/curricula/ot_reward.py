@@ -1,8 +1,8 @@
 """Optimal-transport proxy rewards from observation-only demonstrations (ADS, METHODS.md §6).
 
 An agent episode ``o_1..o_T`` is matched to a demo ``e_1..e_S`` by entropic optimal transport
-with uniform marginals over a cost ``C_ij`` between frames (``1 − cos(o_i, e_j)`` unless the caller
-gives another, e.g. a Euclidean distance). Step ``i`` is rewarded with
+with uniform marginals over a cost ``C_ij`` between frames (``1 − cos(o_i, e_j)`` unless the
+caller gives another, e.g. a Euclidean distance). Step ``i`` is rewarded with
 ``−s·Σ_j μ_ij C_ij``: how far its share of the transport travels. Among several demos the one
 with the cheapest total transport is used. ``s`` is fixed once, so that the first episode
 with a non-zero cost gets a return of magnitude ``target_return`` (10): a scale the RL
@@ -14,9 +14,10 @@ form (14x with the cores busy), which spends its time in ``logsumexp`` and domin
 rollout (68% of it on ``stack``).
 The kernel is safe while ``max C/ε ≤ 300`` (every entry and scaling within float64's e^±708;
 cosine costs are ≤ 2, so any ε ≥ 0.0067; a distance is unbounded); beyond that the same
-iteration runs in the log domain, where nothing underflows. Both give the same plan (to ~1e-16). At ``ε = 0.01``, METHODS' 100
-iterations leave the column marginals exact (they are updated last) and the row marginals within
-~5-15% of ``1/T`` on trajectory costs; the iteration converges given more (~1000 for 0.4%).
+iteration runs in the log domain, where nothing underflows. Both give the same plan (to ~1e-16).
+At ``ε = 0.01``, METHODS' 100 iterations leave the column marginals exact (they are updated last)
+and the row marginals within ~5-15% of ``1/T`` on trajectory costs; the iteration converges given
+more (~1000 for 0.4%).
 """
 
 from __future__ import annotations
