@@ -1,4 +1,5 @@
-"""The ``warp`` backend (mujoco_warp on Warp's CPU device) tracks the ``cpu`` backend.
+"""The ``warp`` backend (mujoco_warp on Warp's CPU device, and on CUDA where there is one) tracks
+the ``cpu`` backend.
 
 Both backends run the same lift-like scene (Panda, one cube, a mocap marker) in 4 worlds from the
 same states under the same controls; warp computes in float32, native MuJoCo in float64.
@@ -18,9 +19,12 @@ Measured (0.5 s = 100 physics steps unless noted; largest error over worlds and 
 * the whole ``reach`` VecEnv (controller, observations, rewards): ~2e-6 over 30 control steps.
 
 Warp compiles its kernels on first use (~1 min on a 2-core machine, cached under
-``~/.cache/warp`` afterwards); the module-scoped fixtures make that happen once.
+``~/.cache/warp`` afterwards); the module-scoped fixtures make that happen once per device. Each
+test runs on every device Warp offers: ``cpu`` needs Warp's bundled clang, ``cuda`` a GPU; a
+device that is missing is skipped, so CI (no GPU) runs the ``cpu`` half and a GPU machine both.
 """
 
+import functools
 import math
 import sys
 
@@ -47,9 +51,27 @@ def model():
     return build_model(SceneConfig(objects=(ObjectSpec("cube"),), markers=(MarkerSpec("target"),)))
 
 
+@functools.cache
+def warp_devices() -> frozenset[str]:
+    """Devices this Warp build can run kernels on (no clang: no ``cpu``; no GPU: no ``cuda``)."""
+    import warp as wp
+
+    wp.init()
+    return frozenset(
+        d.alias.split(":")[0] for d in wp.get_devices() if d.is_cuda or wp.is_cpu_available()
+    )
+
+
+@pytest.fixture(scope="module", params=["cpu", "cuda"])
+def device(request) -> str:
+    if request.param not in warp_devices():
+        pytest.skip(f"Warp has no {request.param!r} device on this machine")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def warp_sim(model):
-    return make_sim(model, N, backend="warp", device="cpu")
+def warp_sim(model, device):
+    return make_sim(model, N, backend="warp", device=device)
 
 
 @pytest.fixture
@@ -64,11 +86,16 @@ def sims(model, warp_sim):
         warp_sim.set_model_field(name, None, nominal.expand(N, *nominal.shape).clone())
 
 
+def host(x: torch.Tensor) -> torch.Tensor:
+    """A warp-side tensor as float64 on the host, to compare with the ``cpu`` backend's."""
+    return x.detach().double().cpu()
+
+
 def max_err(warp, cpu, name, index=None) -> float:
     a, b = getattr(warp, name), getattr(cpu, name)
     if index is not None:
         a, b = a[:, index], b[:, index]
-    return float((a.double() - b).abs().max())
+    return float((host(a) - b).abs().max())
 
 
 def assert_tracks(warp, cpu, model, tol=TIGHT, where=""):
@@ -79,7 +106,7 @@ def assert_tracks(warp, cpu, model, tol=TIGHT, where=""):
         "tcp": max_err(warp, cpu, "site_xpos", tcp),
         "cube": max_err(warp, cpu, "xpos", cube),
         "xmat": max_err(warp, cpu, "xmat"),
-        "time": float((warp.time.double() - cpu.time).abs().max()),
+        "time": float((host(warp.time) - cpu.time).abs().max()),
     }
     bad = {k: v for k, v in errors.items() if v > tol}
     qvel = max_err(warp, cpu, "qvel")
@@ -93,9 +120,9 @@ def both(sims, fn):
         fn(sim)
 
 
-def test_views_are_zero_copy_float32_with_cpu_shapes(sims):
+def test_views_are_zero_copy_float32_with_cpu_shapes(sims, device):
     warp, cpu = sims
-    assert warp.dtype == torch.float32 and warp.device == torch.device("cpu")
+    assert warp.dtype == torch.float32 and warp.device.type == device
     for name in STATE_FIELDS + DERIVED_FIELDS:
         view = getattr(warp, name)
         assert view.dtype == torch.float32, name
@@ -105,7 +132,7 @@ def test_views_are_zero_copy_float32_with_cpu_shapes(sims):
     warp.qpos[0, 0] += 0.3
     warp.forward()
     assert not torch.allclose(warp.xpos[0], warp.xpos[1])
-    assert (warp.xpos[1:].double() - cpu.xpos[1:]).abs().max() < TIGHT  # other worlds untouched
+    assert (host(warp.xpos[1:]) - cpu.xpos[1:]).abs().max() < TIGHT  # other worlds untouched
 
 
 def test_reset_to_home_and_custom_state(sims, model):
@@ -127,8 +154,8 @@ def test_reset_to_home_and_custom_state(sims, model):
     before = warp.qpos.clone()
     both(sims, lambda s: s.reset(ids, qpos=qpos, ctrl=ctrl, mocap_pos=mocap))
     assert torch.equal(warp.qpos[[0, 2]], before[[0, 2]])  # only the reset worlds changed
-    assert torch.allclose(warp.xpos[ids, model.body("cube").id].double(), qpos[:, adr : adr + 3])
-    assert torch.allclose(warp.mocap_pos[ids].double(), mocap)
+    assert torch.allclose(host(warp.xpos[ids, model.body("cube").id]), qpos[:, adr : adr + 3])
+    assert torch.allclose(host(warp.mocap_pos[ids]), mocap)
     assert_tracks(warp, cpu, model, where="custom reset")
 
     for _ in range(10):
@@ -163,7 +190,7 @@ def test_controller_closed_loop_tracks_cpu(sims, model):
     for k in range(10):
         action = 2 * torch.rand(N, 7, generator=g) - 1
         for sim, controller in zip(sims, controllers, strict=True):
-            controller.apply(action)
+            controller.apply(action.to(sim.device))
             sim.step(10)
         assert_tracks(warp, cpu, model, where=f"control step {k}")
 
@@ -174,12 +201,14 @@ def test_per_world_damping(sims, model):
     for sim in sims:
         damping = sim.model_field("dof_damping")
         assert damping.shape == (N, model.nv)
-        damping[:, :7] *= factors.to(damping.dtype)[:, None]
+        damping[:, :7] *= factors.to(damping)[:, None]
         sim.set_model_field("dof_damping", None, damping)
         sim.reset()
         sim.ctrl[:, 0] += 0.5
     np.testing.assert_allclose(
-        warp.model_field("dof_damping").numpy(), cpu.model_field("dof_damping").numpy(), rtol=1e-6
+        host(warp.model_field("dof_damping")).numpy(),
+        cpu.model_field("dof_damping").numpy(),
+        rtol=1e-6,
     )
     for k in range(5):
         both(sims, lambda s: s.step(10))
@@ -195,13 +224,13 @@ def test_mass_and_size_with_derived_constants(sims, model):
     mass_scale = torch.tensor([0.5, 1.0, 2.0, 4.0])
     for sim in sims:
         size = sim.model_field("geom_size")
-        size[:, geom] *= size_scale.to(size.dtype)[:, None]
+        size[:, geom] *= size_scale.to(size)[:, None]
         sim.set_model_field("geom_size", None, size)
         mass = sim.model_field("body_mass")
-        mass[:, body] *= mass_scale.to(mass.dtype)
+        mass[:, body] *= mass_scale.to(mass)
         sim.set_model_field("body_mass", None, mass)
         inertia = sim.model_field("body_inertia")
-        inertia[:, body] *= (mass_scale * size_scale**2).to(inertia.dtype)[:, None]
+        inertia[:, body] *= (mass_scale * size_scale**2).to(inertia)[:, None]
         sim.set_model_field("body_inertia", None, inertia)
     # Constants the collision detector and the constraint solver derive from these fields.
     for name in (
@@ -212,7 +241,7 @@ def test_mass_and_size_with_derived_constants(sims, model):
         "dof_invweight0",
     ):
         np.testing.assert_allclose(
-            warp.model_field(name).numpy(),
+            host(warp.model_field(name)).numpy(),
             cpu.model_field(name).numpy(),
             rtol=1e-5,
             atol=1e-6,
@@ -225,7 +254,7 @@ def test_mass_and_size_with_derived_constants(sims, model):
     for k in range(8):
         both(sims, lambda s: s.step(10))
         assert_tracks(warp, cpu, model, where=f"control step {k}")
-    resting_z = warp.xpos[:, body, 2].double()
+    resting_z = host(warp.xpos[:, body, 2])
     half = 0.025 * size_scale.double()
     assert torch.allclose(resting_z, half, atol=1e-3), resting_z
 
@@ -235,7 +264,7 @@ def test_apply_force_and_per_world_friction(sims, model):
     geom, body = model.geom("cube").id, model.body("cube").id
     for sim in sims:
         friction = sim.model_field("geom_friction")
-        friction[:, geom, 0] = torch.tensor([1.0, 0.3, 0.3, 0.5], dtype=friction.dtype)
+        friction[:, geom, 0] = torch.tensor([1.0, 0.3, 0.3, 0.5]).to(friction)
         sim.set_model_field("geom_friction", None, friction)
         sim.reset()
     wrench = torch.tensor(
@@ -250,10 +279,10 @@ def test_apply_force_and_per_world_friction(sims, model):
     start = cpu.xpos[:, body].clone()
     for k in range(5):
         both(sims, lambda s: s.step(10))
-        err = (warp.xpos[:, body].double() - cpu.xpos[:, body]).norm(dim=-1)
+        err = (host(warp.xpos[:, body]) - cpu.xpos[:, body]).norm(dim=-1)
         assert err[[0, 2]].max() < TIGHT, f"step {k}: free flight / twist drifted: {err}"
         assert err.max() < SLIDE, f"step {k}: sliding drifted: {err}"
-    moved = warp.xpos[:, body].double() - start
+    moved = host(warp.xpos[:, body]) - start
     assert moved[0, 2] > 0.05 and moved[1, 0] > 0.01 and moved[3, 1] > 0.001, moved
     both(sims, lambda s: s.apply_force("cube", torch.zeros(6)))
     assert warp.xfrc_applied.abs().max() == 0
@@ -276,7 +305,7 @@ def test_grasp_touch_sensors(sims, model):
         assert_tracks(warp, cpu, model, where=f"control step {k}")
         assert (cpu.sensordata > 1.0).all(), "both pads should press on the cube"
         np.testing.assert_allclose(
-            warp.sensordata.numpy(), cpu.sensordata.numpy(), rtol=1e-4, err_msg=f"step {k}"
+            host(warp.sensordata).numpy(), cpu.sensordata.numpy(), rtol=1e-4, err_msg=f"step {k}"
         )
 
 
@@ -289,15 +318,18 @@ def test_divergence_is_flagged(sims):
     assert torch.isfinite(warp.qpos).all()
 
 
-def test_reach_vec_env_on_warp_matches_cpu():
-    envs = [VecEnv("reach", N, backend=b, device="cpu", seed=3) for b in ("warp", "cpu")]
+def test_reach_vec_env_on_warp_matches_cpu(device):
+    envs = [
+        VecEnv("reach", N, backend="warp", device=device, seed=3),
+        VecEnv("reach", N, backend="cpu", seed=3),
+    ]
     assert envs[0].sim.dtype == torch.float32
     for env in envs:
         env.reset(seed=1)
     g = torch.Generator().manual_seed(0)
     for _ in range(15):
         action = 2 * torch.rand(N, envs[0].action_dim, generator=g) - 1
-        out = [env.step(action) for env in envs]
+        out = [env.step(action.to(env.device)) for env in envs]
         (obs_w, rew_w, *_), (obs_c, rew_c, *_) = out
         assert set(obs_w) == set(obs_c) == {"policy", "critic"}
         for group in obs_w:
@@ -305,8 +337,8 @@ def test_reach_vec_env_on_warp_matches_cpu():
             for name, value in obs_w[group].items():
                 assert value.dtype == torch.float32 and value.shape == obs_c[group][name].shape
                 assert torch.isfinite(value).all(), name
-                assert torch.allclose(value, obs_c[group][name], atol=TIGHT), name
-        assert rew_w.dtype == torch.float32 and torch.allclose(rew_w, rew_c, atol=TIGHT)
+                assert torch.allclose(value.cpu(), obs_c[group][name], atol=TIGHT), name
+        assert rew_w.dtype == torch.float32 and torch.allclose(rew_w.cpu(), rew_c, atol=TIGHT)
 
 
 def test_missing_extra_names_it(model, monkeypatch):

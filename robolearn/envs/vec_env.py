@@ -40,7 +40,9 @@ class VecEnv:
         self.model = build_model(self.task.scene)
         self.sim = make_sim(self.model, num_envs, backend=backend, device=device)
         self.num_envs, self.device = num_envs, self.sim.device
-        self.generator = torch.Generator(device=self.device)
+        # Draws (initial states, domain parameters) come from a host generator and are copied to
+        # the sim's device, so that a seed gives the same episodes on the CPU and on a GPU.
+        self.generator = torch.Generator()
         self.generator.manual_seed(seed)
         self.task.bind(self.sim, self.generator)
         self.substeps = self.task.cfg.substeps

@@ -162,7 +162,7 @@ class Task(ABC):
         """(n, d) uniform samples in the box [low, high] from the task's generator."""
         low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
         high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
-        u = torch.rand((n, *low.shape), generator=self.generator, device=self.device)
+        u = torch.rand((n, *low.shape), generator=self.generator).to(self.device)
         return low + u * (high - low)
 
     def reset(self, env_ids: torch.Tensor) -> None:

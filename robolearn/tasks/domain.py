@@ -66,9 +66,7 @@ class DomainParams:
     def resample(self, env_ids: torch.Tensor) -> torch.Tensor:
         """Draw values for ``env_ids`` (pending choices first, else uniform) and return them."""
         low, high = self.bounds[:, 0], self.bounds[:, 1]
-        u = torch.rand(
-            (env_ids.numel(), len(self.names)), generator=self.generator, device=low.device
-        )
+        u = torch.rand((env_ids.numel(), len(self.names)), generator=self.generator).to(low)
         drawn = low + u * (high - low)
         pending = self._pending[env_ids]
         chosen = torch.where(torch.isnan(pending), drawn, pending)
