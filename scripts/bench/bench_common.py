@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,34 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def synchronizer(device: torch.device | str) -> Callable[[], None]:
+    """What to call before reading a clock so that work queued on ``device`` is finished."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def accelerator_info() -> dict[str, Any]:
+    """The GPU (if torch sees one) and the Warp build (if installed): both shape GPU figures."""
+    info: dict[str, Any] = {"gpu": None, "cuda": torch.version.cuda}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = {
+            "name": props.name,
+            "count": torch.cuda.device_count(),
+            "memory_gb": round(props.total_memory / 1024**3, 1),
+            "multiprocessors": props.multi_processor_count,
+        }
+    try:
+        import warp
+
+        info["warp"] = warp.config.version
+    except ImportError:
+        info["warp"] = None
+    return info
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "cpu_model": cpu_model(),
@@ -46,6 +75,7 @@ def machine_info() -> dict[str, Any]:
         "mujoco": mujoco.__version__,
         "numpy": np.__version__,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        **accelerator_info(),
     }
 
 

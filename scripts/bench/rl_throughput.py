@@ -15,6 +15,9 @@ medians compared:
 * **ratio** = loop / bare (target >= 0.7). ``update_fraction``: share of the loop's time in the
   update; ``collect_vs_bare``: the rollout's env steps/s over bare stepping (the cost of acting).
 
+On a GPU (``--backend warp``) every bare step and every iteration ends with a device
+synchronisation, so that the rates count finished work.
+
 Prints one JSON object on stdout (progress to stderr); ``--json-out`` also writes it to a file.
 
     python scripts/bench/rl_throughput.py --task lift --num-envs 256
@@ -31,7 +34,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import torch
-from bench_common import emit_report, machine_info
+from bench_common import emit_report, machine_info, synchronizer
 
 from robolearn.envs import VecEnv
 from robolearn.rl.build import make_actor, scratch_policy
@@ -41,9 +44,11 @@ from robolearn.rl.runner import PPORunner
 
 
 def bare_rate(env: VecEnv, seconds: float, bank: torch.Tensor) -> float:
+    sync = synchronizer(env.device)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         env.step(bank[steps % len(bank)])
+        sync()
         steps += 1
     return steps * env.num_envs / (time.perf_counter() - start)
 
@@ -57,6 +62,7 @@ def loop_rate(runner: PPORunner, iterations: int) -> tuple[float, float, float]:
         stats, _ = runner.iterate()
         collect += stats["collect_s"]
         update += stats["update_s"]
+    synchronizer(runner.env.device)()
     elapsed = time.perf_counter() - start
     steps = runner.env_steps - steps0
     return steps / elapsed, update / elapsed, steps / collect
