@@ -45,6 +45,41 @@ def test_refits_exactly_every_fit_every_episodes():
     assert teacher.mixture is not None
 
 
+def test_a_deferred_fit_runs_later_on_the_window_of_its_due_point():
+    cfg = ALPGMMConfig(bootstrap_episodes=20, fit_every=20, fit_window=20, max_components=3)
+    now, later = ALPGMMTeacher(LOW, HIGH, cfg), ALPGMMTeacher(LOW, HIGH, cfg)
+    gen = torch.Generator().manual_seed(0)
+    batches = [(now.sample(n), torch.rand(n, generator=gen)) for n in (15, 10, 7, 11)]
+    for tau, returns in batches[:2]:  # crosses 20 at episode 25
+        now.update(tau, returns)
+        later.update(tau, returns, fit=False)
+    assert later.mixture is None and later.pending_fit == 20
+    for tau, returns in batches[2:]:  # 32, 43: crosses 40; the first fit ran at 25 in `now`
+        later.update(tau, returns, fit=False)
+    assert later.pending_fit == 40  # the later due point replaces the one not yet run
+    assert later.fit_pending() and not later.fit_pending()
+    now_40 = ALPGMMTeacher(LOW, HIGH, cfg)
+    for tau, returns in batches:
+        now_40.update(tau, returns)
+    assert later.fit_episodes == [40] and now_40.fit_episodes == [20, 40]
+    assert torch.equal(later.mixture.means, now_40.mixture.means)  # same window, same mixture
+
+
+def test_domain_teacher_fits_once_per_iteration_however_many_episodes_end():
+    env = _lift_env({"object_friction": [0.5, 1.5]}, num_envs=8)
+    teacher = ALPGMMConfig(bootstrap_episodes=8, fit_every=8, fit_window=8, max_components=3)
+    curriculum = DomainTeacherCurriculum(env, DomainTeacherConfig(teacher=teacher))
+    action = torch.zeros(env.num_envs, env.action_dim)
+    fitted: list[int] = []
+    for due in (24, 48):  # two "rollouts" of 9 steps: 3 x 8 episodes and 3 due points each
+        for _ in range(9):
+            curriculum.observe(env.step(action)[-1])
+        assert curriculum.teacher.pending_fit == due and curriculum.teacher.fit_episodes == fitted
+        curriculum.update({})  # the end of the iteration: one fit, on the latest due window
+        fitted.append(due)
+        assert curriculum.teacher.pending_fit is None and curriculum.teacher.fit_episodes == fitted
+
+
 def test_two_clusters_get_draws_in_proportion_to_their_progress():
     """ALP 0.9 vs 0.1: 0.8·0.9 = 72% and 0.8·0.1 = 8% of draws, plus the uniform 20%'s share."""
     teacher = ALPGMMTeacher(torch.zeros(2), torch.ones(2), ALPGMMConfig(seed=3))
