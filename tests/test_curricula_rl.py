@@ -77,7 +77,10 @@ def test_privileged_and_alp_gmm_train_export_log_and_resume(workdir, monkeypatch
     assert set(state) == {"privileged", "alp_gmm"}
     assert state["privileged"]["beta"] < 1.0  # successes under full privilege lowered β
     teacher = state["alp_gmm"]["teacher"]
-    assert len(teacher["returns"]) >= 32 and teacher["fit_episodes"][:2] == [8, 16]
+    assert len(teacher["returns"]) >= 32
+    fits = teacher["fit_episodes"]  # due points (bootstrap 8, every 8), at most one per iteration
+    assert fits[0] == 8 and all(m % 8 == 0 for m in fits) and fits == sorted(set(fits))
+    assert 2 <= len(fits) <= 4
     assert teacher["mixture"] is not None
     tags = scalar_tags(run_dir)
     want = {
