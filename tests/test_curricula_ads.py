@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from robolearn.curricula import ot_reward
 from robolearn.curricula.discount import (
     FEATURE_EMBEDDINGS,
     ADSConfig,
@@ -76,12 +77,29 @@ def test_sinkhorn_scaling_and_log_forms_give_the_same_plan():
     cost = cosine_cost(agent, ads.demos[0].expand(3, -1, -1))
     scaled, logged = sinkhorn_scaling(cost, 0.01, 100), sinkhorn_log(cost, 0.01, 100)
     assert torch.allclose(scaled, logged, rtol=1e-9, atol=1e-15)
-    assert torch.equal(sinkhorn(cost, 0.01, 100), scaled)  # costs <= 2 at eps 0.01: the kernel
-    # An eps whose kernel exp(-C/eps) would underflow float64 takes the log domain: finite plan,
-    # exact column marginals.
+    assert torch.equal(sinkhorn(cost, 0.01, 100), scaled)  # float64 costs: the scaling form
+    # An eps whose kernel exp(-C/eps) would underflow float64: finite plan, exact column marginals.
     tiny = sinkhorn(cost, 1e-4, 100)
     assert torch.isfinite(tiny).all()
     assert torch.allclose(tiny.sum(1), torch.full((3, T), 1 / T, dtype=tiny.dtype))
+
+
+def test_sinkhorn_scaling_absorbs_costs_whose_kernel_underflows(monkeypatch):
+    """Euclidean costs up to ~10 at eps 0.01: exp(-C/eps) is 0 in float64 for most entries, yet
+    the scaling form (absorbing into potentials, not falling back) gives the log domain's plan."""
+    ads = ADSCurriculum(make_demos(), T, ADSConfig(features="euclidean"))
+    agent = torch.stack([ads.reward_features(d) for d in make_demos(3, seed=5)])
+    cost = torch.cdist(agent + 3.0, ads.demos[0].expand(3, -1, -1))
+    assert float(cost.max()) / 0.01 > 800  # past float64's e^-745
+    logged = sinkhorn_log(cost, 0.01, 100)
+
+    def no_fallback(*args):
+        raise AssertionError("sinkhorn_scaling fell back to the log domain")
+
+    monkeypatch.setattr(ot_reward, "sinkhorn_log", no_fallback)
+    scaled = sinkhorn_scaling(cost, 0.01, 100)
+    assert torch.allclose(scaled, logged, rtol=1e-9, atol=1e-15)
+    assert torch.allclose(scaled.sum(1), torch.full((3, T), 1 / T, dtype=scaled.dtype))
 
 
 @pytest.mark.parametrize("features", FEATURE_EMBEDDINGS)

@@ -38,7 +38,8 @@ something for a few state dimensions:
   their image encoder's embeddings). Unlike the Gaussian kernel, whose cost is quadratic near a
   match and flat far from one, it grows in proportion to the distance everywhere, so a frame a few
   centimetres off still pays for closing them and a frame far off still feels which way is
-  closer. Costs above 3 (at ε = 0.01) send Sinkhorn to its slower log domain.
+  closer. Its costs run past where ``exp(−C/ε)`` is representable, which Sinkhorn's absorbing
+  potentials handle (:mod:`robolearn.curricula.ot_reward`).
 
 The recogniser matches frames on ``progress_keys`` (default: ``obs_keys``), embedded the same way:
 with arm-dominated reward features, arm motion alone passes it long before the object follows the
@@ -102,6 +103,11 @@ class ADSConfig:
         if self.features not in FEATURE_EMBEDDINGS:
             raise ValueError(
                 f"ads.features must be one of {FEATURE_EMBEDDINGS}, got {self.features!r}"
+            )
+        if self.sinkhorn_iterations < 1 or self.sinkhorn_eps <= 0:
+            raise ValueError(
+                f"ads.sinkhorn_iterations must be >= 1 and ads.sinkhorn_eps > 0, got "
+                f"{self.sinkhorn_iterations} and {self.sinkhorn_eps}"
             )
         if self.fourier_dim < 1 or self.fourier_bandwidth <= 0:
             raise ValueError(
