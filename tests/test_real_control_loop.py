@@ -174,6 +174,20 @@ def test_rate_scheduler_skips_missed_ticks():
     assert late <= time.monotonic()
 
 
+def test_sim_twin_stamps_are_the_simulated_time_between_states(twin):
+    """Read right after each action (as a loaded loop may), two states one action apart are at
+    least one control period apart in their stamps: joint speeds measured over the stamps are not inflated
+    by how early the states were read."""
+    twin.reset()
+    hold = np.zeros(twin.observation_spec.action.dim, dtype=np.float32)
+    stamps = []
+    for _ in range(3):
+        twin.send_action(hold)
+        stamps.append(float(twin.get_observation()["timestamp"]))
+    # (exactly one period when the actions come early; more only if the test itself runs late)
+    assert np.diff(stamps).min() >= (1.0 / RATE) * (1 - 1e-9)
+
+
 # --- faults ----------------------------------------------------------------------------------------
 def test_stale_observations_stop_the_arm(twin, tmp_path):
     twin.set_faults(SimFaults(stale_after_step=4))

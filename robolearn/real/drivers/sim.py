@@ -19,7 +19,8 @@ passes with no action advances it holding the arm (zero motion, the gripper as l
 as a real arm's servo does when commands stop coming (:attr:`time_scale` says how much faster
 than real time the twin runs). Between :meth:`reset` and the first
 action the world is paused. An observation's ``timestamp`` is the wall time its state stands
-for, never later than the moment it is read.
+for: after an action, the end of its control period, so that the gap between two stamps is the
+simulated time between their states (what joint speeds are measured over).
 
 **Extras in observations.** Besides the spec's terms and ``timestamp``, observations carry the
 task's view of the step just taken: ``success`` (bool), ``reward`` (float) and ``terminated``
@@ -308,7 +309,11 @@ class _Twin:
 
     def _stamp(self) -> float:
         now = time.monotonic()
-        return min(now, self.state_time) if self.running else now
+        # The time the state stands for: after an action, the end of its period, which the twin
+        # computes at once and may serve just before that time comes. Clipping it to the read
+        # time shrank the gap between two stamps below the motion between them, and the safety
+        # layer's joint speeds (motion / gap) rose past their limit under a loaded CPU.
+        return self.state_time if self.running else now
 
     def _physics_step(self, action: np.ndarray) -> None:
         torch = self.torch
