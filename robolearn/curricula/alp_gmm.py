@@ -100,9 +100,8 @@ class ALPGMMTeacher:
         self.alp = torch.zeros(0, dtype=torch.float64)
         self.mixture: Mixture | None = None
         self.fit_episodes: list[int] = []  # episode counts at which mixtures were fitted
-        self.pending_fit: int | None = (
-            None  # the due point of a fit not yet run (update(fit=False))
-        )
+        # The due point of a fit not yet run (update(fit=False)).
+        self.pending_fit: int | None = None
 
     @property
     def num_episodes(self) -> int:

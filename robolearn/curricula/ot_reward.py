@@ -59,8 +59,7 @@ def sinkhorn_scaling(cost: torch.Tensor, eps: float, iterations: int) -> torch.T
     # every column to 1/S, whatever the costs, so no row or column of it underflows.
     f = eps * (-math.log(t) - torch.logsumexp(-cost / eps, dim=2))  # (B, T)
     g = eps * (-math.log(s) - torch.logsumexp((f[:, :, None] - cost) / eps, dim=1))  # (B, S)
-    kernel = torch.exp((f[:, :, None] + g[:, None, :] - cost) / eps)
-    kernel_t = kernel.transpose(1, 2).contiguous()  # once per kernel, not per iteration
+    kernel, kernel_t = _relative_kernel(cost, f, g, eps)
     u = torch.ones(*f.shape, 1, dtype=cost.dtype, device=cost.device)
     v = torch.ones(*g.shape, 1, dtype=cost.dtype, device=cost.device)
     for _ in range(iterations - 1):
@@ -72,9 +71,17 @@ def sinkhorn_scaling(cost: torch.Tensor, eps: float, iterations: int) -> torch.T
                 return sinkhorn_log(cost, eps, iterations)
             f, g = f + eps * u.log().squeeze(2), g + eps * v.log().squeeze(2)
             u, v = torch.ones_like(u), torch.ones_like(v)
-            kernel = torch.exp((f[:, :, None] + g[:, None, :] - cost) / eps)
-            kernel_t = kernel.transpose(1, 2).contiguous()
+            kernel, kernel_t = _relative_kernel(cost, f, g, eps)
     return u * kernel * v.transpose(1, 2)
+
+
+def _relative_kernel(
+    cost: torch.Tensor, f: torch.Tensor, g: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``exp((f_i + g_j − C_ij)/ε)`` and its transpose (made contiguous once per kernel, not
+    per iteration)."""
+    kernel = torch.exp((f[:, :, None] + g[:, None, :] - cost) / eps)
+    return kernel, kernel.transpose(1, 2).contiguous()
 
 
 def sinkhorn_log(cost: torch.Tensor, eps: float, iterations: int) -> torch.Tensor:
