@@ -122,7 +122,7 @@ def test_deployed_policy_is_the_trained_one_without_the_privileged_outputs():
     trained = scratch_policy(env, cfg)
     with torch.no_grad():
         trained.net[-1].weight.normal_()  # make every output row matter
-    deployed = deploy_policy(trained, env.deploy_spec)
+    deployed = deploy_policy(trained, env.env.spec)
     assert deployed.action_dim == 7 and trained.action_dim == 10
     obs, _ = env.reset()
     window = {k: obs["policy"][k][:, None] for k in trained.obs_keys}

@@ -168,9 +168,11 @@ class PrivilegedCurriculum(Curriculum):
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.schedule.state_dict(), "settling": self.settling}
+        return self.schedule.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore β and its success window. Training restarts every episode on resume, so the
+        first episodes to end are the biased sample of the class docstring: settle again."""
         self.schedule.load_state_dict(state)
-        self.settling = int(state.get("settling", 0))
+        self.settling = self.settle_steps
         self.env.set_privilege(self.schedule.beta)

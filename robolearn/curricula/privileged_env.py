@@ -28,8 +28,8 @@ by β ∈ [0, 1] and both gone at β = 0:
 
 The reward is the env's, untouched: β changes what the policy can do, never what it is paid.
 
-The first ``A`` action dimensions are the deployed action; :attr:`deploy_spec` is the env's own
-spec (action dim ``A``) for export, :attr:`spec` the training one (``A + P``).
+The first ``A`` action dimensions are the deployed action: the wrapped env's own spec (action dim
+``A``) is the export's, :attr:`spec` the training one (``A + P``).
 """
 
 from __future__ import annotations
@@ -177,11 +177,6 @@ class PrivilegedActionWrapper(EnvWrapper):
             extras={**spec.extras, "privileged_action_dim": self.privileged_dim},
         )
 
-    @property
-    def deploy_spec(self) -> ObsSpec:
-        """The deployed spec (action dim ``A``): what an exported policy must produce."""
-        return self.env.spec
-
     def reset(self, seed: int | None = None) -> tuple[Obs, dict[str, Any]]:
         return self.env.reset(seed)
 
@@ -210,7 +205,6 @@ class PrivilegedActionWrapper(EnvWrapper):
         obs, reward, terminated, truncated, info = self.env.step(
             action[:, : self.deploy_action_dim]
         )
-        info["privilege"] = self.beta
         info["virtual_wrench"] = wrench
         return obs, reward, terminated, truncated, info
 

@@ -39,11 +39,18 @@ def deploy_policy(policy: BCPolicy, deploy_spec: ObsSpec) -> BCPolicy:
     blocks = 2 if policy.cfg.head == "gaussian" else 1
     rows = torch.arange(blocks * policy.cfg.horizon * full).view(blocks, -1, full)[..., :keep]
     last = f"net.{len(policy.net) - 1}."
+    # The action statistics under every path the normaliser is shared at (policy, encoder).
+    action_stats = {
+        f"{name}.action__{part}"
+        for name, m in policy.named_modules(remove_duplicate=False)
+        if m is policy.normalizer
+        for part in ("scale", "offset")
+    }
     state = {}
     for key, value in policy.state_dict().items():
         if key.startswith(last):
             value = value[rows.flatten().to(value.device)]
-        elif key.endswith(("action__scale", "action__offset")):
+        elif key in action_stats:
             value = value[:keep]
         state[key] = value.detach().cpu()
     deployed.load_state_dict(state)
