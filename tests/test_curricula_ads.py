@@ -233,6 +233,9 @@ def test_state_dict_round_trip():
     other = ADSCurriculum(make_demos(), T)
     other.load_state_dict(ads.state_dict())
     assert other.progress == ads.progress and other.ot_reward.scale == ads.ot_reward.scale
+    euclidean = ADSCurriculum(make_demos(), T, ADSConfig(features="euclidean"))
+    with pytest.raises(ValueError, match="resume with the same curriculum.ads.obs_keys"):
+        euclidean.load_state_dict(ads.state_dict())
 
 
 def _write(path, demos, actions: bool) -> None:

@@ -98,6 +98,14 @@ class ADSConfig:
             raise ValueError(f"ads.init_progress must be in (0, 1], got {self.init_progress}")
         if not self.obs_keys:
             raise ValueError("ads.obs_keys is empty: name the observation terms to compare")
+        if not 0.0 <= self.percentile <= 100.0:
+            raise ValueError(f"ads.percentile must be in [0, 100], got {self.percentile}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"ads.threshold must be in (0, 1], got {self.threshold}")
+        if self.max_increments < 1:
+            raise ValueError(f"ads.max_increments must be >= 1, got {self.max_increments}")
+        if self.target_return <= 0:
+            raise ValueError(f"ads.target_return must be > 0, got {self.target_return}")
         if self.fixed_gamma is not None and not 0.0 < self.fixed_gamma < 1.0:
             raise ValueError(f"ads.fixed_gamma must be in (0, 1) or null, got {self.fixed_gamma}")
         if self.features not in FEATURE_EMBEDDINGS:
@@ -193,6 +201,7 @@ class ADSCurriculum(Curriculum):
         self.progress = max(1, math.floor(self.cfg.init_progress * horizon))
         self._ref: dict[int, float] = {}
         self._last_score = float("nan")
+        self._last_reference = float("nan")
         self._last_return = float("nan")  # mean OT return of the last rewarded episodes
 
     @classmethod
@@ -223,6 +232,15 @@ class ADSCurriculum(Curriculum):
             self._last_return = float(torch.stack([r.sum() for r in paid]).mean())
         return paid
 
+    def _compared(self) -> dict[str, Any]:
+        """What the OT rewards and progress scores are computed on, as saved with them."""
+        cfg = self.cfg
+        return {
+            "obs_keys": list(cfg.obs_keys),
+            "progress_keys": list(cfg.recognised_keys),
+            "features": cfg.features,
+        }
+
     # --- progress ----------------------------------------------------------------------------
     def reference(self, k: int) -> float:
         """``ref(k)``: median LIS over ordered pairs of distinct demos, their first ``k`` frames."""
@@ -247,22 +265,31 @@ class ADSCurriculum(Curriculum):
         for _ in range(self.cfg.max_increments):
             if not feats or self.progress >= self.horizon:
                 break
+            # Logged as a pair: the last comparison's score and the reference it was held to.
             self._last_score = self.agent_score(feats, self.progress)
-            if self._last_score < math.floor(self.cfg.threshold * self.reference(self.progress)):
+            self._last_reference = self.reference(self.progress)
+            if self._last_score < math.floor(self.cfg.threshold * self._last_reference):
                 break
             self.progress += 1
         return {
             f"{self.name}/progress": float(self.progress),
             f"{self.name}/gamma": self.gamma,
             f"{self.name}/score": self._last_score,
-            f"{self.name}/reference": self.reference(self.progress),
+            f"{self.name}/reference": self._last_reference,
             f"{self.name}/ot_return": self._last_return,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"progress": self.progress, "scale": self.ot_reward.scale}
+        return {"progress": self.progress, "scale": self.ot_reward.scale, **self._compared()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # The reward scale and progress are in units of the saved comparison: refuse another.
+        saved = {k: state.get(k, v) for k, v in self._compared().items()}
+        if saved != self._compared():
+            raise ValueError(
+                f"ads: the checkpoint compared {saved}, this run compares {self._compared()}; "
+                "resume with the same curriculum.ads.obs_keys, progress_keys and features"
+            )
         self.progress = int(state["progress"])
         self.ot_reward.scale = state["scale"]
 

@@ -69,9 +69,10 @@ class OTRewardEnv(EnvWrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         ended = terminated | truncated
         now, last = _terms(obs), _terms(info.get("final_obs", obs))
+        n = len(ended)
         self._frames.append(
             {
-                k: torch.where(ended[:, None], last[k], now[k]).reshape(len(ended), -1)
+                k: torch.where(ended[:, None], last[k].reshape(n, -1), now[k].reshape(n, -1))
                 for k in self.ads.cfg.recorded_keys
             }
         )
