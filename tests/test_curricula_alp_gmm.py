@@ -156,6 +156,17 @@ def test_domain_teacher_sets_the_sampled_params_at_reset_and_learns_their_return
     assert curriculum.update({})["alp_gmm/episodes"] == 4.0
 
 
+def test_domain_teacher_refuses_a_checkpoint_of_other_ranges():
+    taught = DomainTeacherConfig(params=("object_friction",))
+    saved = DomainTeacherCurriculum(_lift_env({"object_friction": [0.5, 1.5]}), taught)
+    DomainTeacherCurriculum(_lift_env({"object_friction": [0.5, 1.5]}), taught).load_state_dict(
+        saved.state_dict()
+    )
+    other = DomainTeacherCurriculum(_lift_env({"object_friction": [0.3, 1.5]}), taught)
+    with pytest.raises(ValueError, match=r"trained on \{'object_friction': \[0.5, 1.5\]\}"):
+        other.load_state_dict(saved.state_dict())
+
+
 def test_domain_teacher_needs_a_varying_parameter():
     with pytest.raises(ValueError, match="range of this task is a point"):
         DomainTeacherCurriculum(_lift_env({}, num_envs=1))

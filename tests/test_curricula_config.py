@@ -43,6 +43,24 @@ def test_bad_configs_name_the_key():
         build_curriculum(load("ads"), VecEnv("lift", 1))
 
 
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"name": "ads", "percentile": 150.0}, "ads.percentile must be in"),
+        ({"name": "ads", "threshold": 0.0}, "ads.threshold must be in"),
+        ({"name": "ads", "max_increments": 0}, "ads.max_increments must be >= 1"),
+        ({"name": "ads", "target_return": -10.0}, "ads.target_return must be > 0"),
+        (
+            {"name": "alp_gmm", "teacher": {"bootstrap_episodes": 5}},
+            r"bootstrap_episodes and fit_window \(5, 250\) must both be >= max_components \(10\)",
+        ),
+    ],
+)
+def test_settings_that_would_fail_mid_run_are_refused_at_start(config, message):
+    with pytest.raises(ValueError, match=message):
+        curriculum_config(config)
+
+
 def test_builder_wraps_the_env_for_privileges_and_composes():
     env = VecEnv("lift", 2, task_overrides={"domain": {"object_friction": [0.5, 1.5]}})
     train_env, privileged = build_curriculum(load("privileged"), env)

@@ -13,9 +13,11 @@ Batched for vector envs: :meth:`ALPGMMTeacher.sample` draws ``(n, D)`` parameter
 :meth:`ALPGMMTeacher.update` takes the ``n`` episodes that ended. ``update(..., fit=False)`` only
 records a fit that falls due; :meth:`ALPGMMTeacher.fit_pending` runs it later on the same window
 (the window ending at its due point), which lets a caller with thousands of worlds fit once per
-policy update instead of once per env step. Points are kept in box-normalised
-coordinates (``[0, 1]`` per dimension) so that nearest neighbours and mixture fits do not depend
-on the parameters' units.
+policy update instead of once per env step. ``τ`` is kept in box-normalised coordinates
+(``[0, 1]`` per dimension) so that nearest neighbours do not depend on the parameters' units. The
+ALP axis is in the task's return units: a return scale far from 1 tilts the mixtures' shape
+towards (large scale) or away from (small scale) the ALP axis. Portelas et al. map returns into
+[0, 1] by a range known per environment; ours are taken as they come.
 """
 
 from __future__ import annotations
@@ -45,9 +47,12 @@ class ALPGMMConfig:
             raise ValueError(
                 f"alp_gmm.max_components ({self.max_components}) < min_components ({self.min_components})"
             )
-        if self.fit_window < self.max_components:
+        first_fit = min(self.bootstrap_episodes, self.fit_window)  # points the first fit sees
+        if first_fit < self.max_components:
             raise ValueError(
-                f"alp_gmm.fit_window ({self.fit_window}) must be >= max_components ({self.max_components})"
+                f"alp_gmm.bootstrap_episodes and fit_window ({self.bootstrap_episodes}, "
+                f"{self.fit_window}) must both be >= max_components ({self.max_components}): "
+                "a mixture needs at least as many points as components"
             )
         if not 0.0 <= self.random_prob <= 1.0:
             raise ValueError(f"alp_gmm.random_prob must be in [0, 1], got {self.random_prob}")

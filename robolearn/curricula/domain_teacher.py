@@ -119,23 +119,34 @@ class DomainTeacherCurriculum(Curriculum):
         return logged
 
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": self.teacher.state_dict()}
+        return {"teacher": self.teacher.state_dict(), "taught": self._taught()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # The history is in [0, 1]^d of the saved parameters and ranges: refuse other ones.
+        saved = state.get("taught", self._taught())
+        if saved != self._taught():
+            raise ValueError(
+                f"alp_gmm: the checkpoint's teacher was trained on {saved}, this run teaches "
+                f"{self._taught()}; resume with the same params and task.domain ranges"
+            )
         self.teacher.load_state_dict(state["teacher"])
         self._reported = self.teacher.num_episodes
         # The restored env's worlds start fresh episodes: their parameters come from the env.
         self.sync()
+
+    def _taught(self) -> dict[str, list[float]]:
+        """Each taught parameter's range, as saved with the teacher's history."""
+        low, high = self.teacher.low.tolist(), self.teacher.high.tolist()
+        return {n: [lo, hi] for n, lo, hi in zip(self.params, low, high, strict=True)}
 
     def _current(self, env_ids: torch.Tensor) -> torch.Tensor:
         values = self.env.task.domain.values[env_ids.to(self.env.device)]
         return values[:, self.index.to(values.device)].cpu().double()
 
     def _choose_next(self, env_ids: torch.Tensor) -> None:
-        """Pending choice for ``env_ids``: the teacher's parameters, an env draw for the rest."""
+        """Pending choice for ``env_ids``: the teacher's parameters; NaN leaves the rest to the
+        reset's uniform draw."""
         domain = self.env.task.domain
-        low, high = domain.bounds[:, 0], domain.bounds[:, 1]
-        u = torch.rand((env_ids.numel(), len(domain.names)), generator=self.env.generator).to(low)
-        values = low + u * (high - low)
-        values[:, self.index.to(low.device)] = self.teacher.sample(env_ids.numel()).to(values)
+        values = torch.full((env_ids.numel(), len(domain.names)), float("nan")).to(domain.bounds)
+        values[:, self.index.to(values.device)] = self.teacher.sample(env_ids.numel()).to(values)
         self.env.set_domain_params(env_ids, values)

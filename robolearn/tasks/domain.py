@@ -51,7 +51,8 @@ class DomainParams:
         return self.names.index(name)
 
     def set_next(self, env_ids: torch.Tensor, values: torch.Tensor) -> None:
-        """Use ``values`` (len(env_ids), P) at the next reset of ``env_ids``; must lie in bounds."""
+        """Use ``values`` (len(env_ids), P) at the next reset of ``env_ids``; they must lie in
+        bounds, and a NaN leaves that parameter to the reset's own uniform draw."""
         if values.shape != (env_ids.numel(), len(self.names)):
             raise ValueError(
                 f"domain values have shape {tuple(values.shape)}, expected ({env_ids.numel()}, {len(self.names)})"
