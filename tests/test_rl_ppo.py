@@ -16,8 +16,8 @@ from robolearn.rl.build import frozen_reference, make_actor, scratch_policy
 from robolearn.rl.critic import Critic, RunningMeanStd
 from robolearn.rl.gae import compute_gae
 from robolearn.rl.gaussian_actor import GaussianActor
-from robolearn.rl.ppo import PPO, RLConfig
-from robolearn.rl.runner import PPORunner
+from robolearn.rl.ppo import PPO, DivergenceError, RLConfig
+from robolearn.rl.runner import NonFiniteEnvError, PPORunner
 
 
 def small_cfg(**kw) -> RLConfig:
@@ -198,6 +198,33 @@ def test_ratio_is_one_on_first_minibatch(tmp_path):
     assert stats["approx_kl"] == pytest.approx(0.0, abs=1e-7)
 
 
+def test_an_update_that_diverges_midway_is_undone(tmp_path, monkeypatch):
+    """Minibatches applied before the non-finite one are rolled back: a checkpoint saved on the
+    error holds the state the last good iteration left."""
+    runner = make_runner(tmp_path, small_cfg(critic_warmup_iters=0, warm_start_lr=1e-3))
+    runner.collect()
+    ppo = runner.ppo
+    before = {k: v.clone() for k, v in runner.actor.state_dict().items()}
+    critic_before = {k: v.clone() for k, v in runner.critic.state_dict().items()}
+    real_step, calls = ppo._step, {"n": 0}
+
+    def diverges_on_the_third(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise DivergenceError("the PPO loss is nan")
+        return real_step(*args)
+
+    monkeypatch.setattr(ppo, "_step", diverges_on_the_third)
+    with pytest.raises(DivergenceError):
+        ppo.update(runner.storage)
+    assert calls["n"] == 3  # two minibatches were applied, then undone:
+    for k, v in runner.actor.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for k, v in runner.critic.state_dict().items():
+        assert torch.equal(v, critic_before[k]), k
+    assert ppo.optimizer.state_dict()["state"] == {} and ppo.lr == 1e-3
+
+
 def test_kl_to_bc_is_zero_at_init_and_grows_after_updates(tmp_path):
     runner = make_runner(tmp_path, small_cfg(demo_reg_coef=0.0, warm_start_lr=1e-3))
     runner.collect()
@@ -281,6 +308,22 @@ def test_ppo_optimizer_groups():
     ppo = PPO(actor, Critic(env.spec, None, (8,)), cfg, reference=frozen_reference(actor))
     assert ppo.lr == cfg.warm_start_lr
     assert [g["lr"] for g in ppo.optimizer.param_groups] == [cfg.warm_start_lr, 5e-4]
+    # A fixed schedule never raises the warm-start rate: there the actor trains at rl.lr.
+    fixed = small_cfg(schedule="fixed", lr=3e-5)
+    ppo = PPO(actor, Critic(env.spec, None, (8,)), fixed, reference=frozen_reference(actor))
+    assert ppo.lr == ppo.optimizer.param_groups[0]["lr"] == 3e-5
+
+
+def test_a_diverged_world_final_obs_may_be_non_finite_but_a_live_one_may_not(tmp_path):
+    """Warp leaves a diverged world's state non-finite; the env ends that episode by contract."""
+    runner = make_runner(tmp_path, small_cfg(), num_envs=4)
+    obs, _ = runner.env.reset()
+    final = {g: {k: x.clone() for k, x in terms.items()} for g, terms in obs.items()}
+    final["policy"]["eef_pos"][1] = float("nan")
+    diverged = torch.tensor([False, True, False, False])
+    runner._check_finite(obs, None, {"final_obs": final, "diverged": diverged})
+    with pytest.raises(NonFiniteEnvError, match=r"final_obs\['policy'\]\['eef_pos'\].*\[1\]"):
+        runner._check_finite(obs, None, {"final_obs": final, "diverged": ~diverged})
 
 
 # --- learning ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ on the narrow distribution of a few demos (min-max scales of 10^2..10^4 on near-
 such as the gripper opening), so states off that distribution have large features and one Adam
 step at 1e-3 can move the policy by a KL of hundreds. The adaptive rule raises the LR by up to
 1.5x per minibatch while the KL stays below target, so starting low costs a few minibatches.
+With ``schedule: fixed`` nothing would raise it, so there the actor keeps ``lr`` (DPPO's 1e-5).
 ``obs_clip`` (in the policy's config, see :func:`robolearn.rl.build.make_actor`) bounds those
 features at ±5, which let the same KL target take ~10x larger steps on lift from 10 demos.
 
@@ -28,6 +29,7 @@ The update may run with more torch threads (``update_threads``; 0: one per core)
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,7 +44,8 @@ SCHEDULES = ("adaptive", "fixed")
 
 
 class DivergenceError(RuntimeError):
-    """A non-finite loss or parameter: the update was not applied."""
+    """A non-finite loss or gradient: the update was not applied (:meth:`PPO.update` undoes the
+    minibatches of it that ran before), so a checkpoint saved then holds the last good state."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,29 @@ class RLConfig:
             )
         if self.obs_clip is not None and not self.obs_clip > 0:
             raise ValueError(f"rl.obs_clip must be positive or null, got {self.obs_clip}")
-        for key in ("lr", "clip", "init_std", "min_std", "kl_stop", "desired_kl"):
+        for key in (
+            "lr",
+            "clip",
+            "value_clip",
+            "max_grad_norm",
+            "init_std",
+            "min_std",
+            "kl_stop",
+            "desired_kl",
+            "lr_min",
+        ):
             if not getattr(self, key) > 0:
                 raise ValueError(f"rl.{key} must be positive, got {getattr(self, key)}")
+        for key in ("warm_start_lr", "critic_lr"):
+            if getattr(self, key) is not None and not getattr(self, key) > 0:
+                raise ValueError(f"rl.{key} must be positive or null, got {getattr(self, key)}")
+        if self.lr_min > self.lr_max:
+            raise ValueError(f"rl.lr_min ({self.lr_min}) > rl.lr_max ({self.lr_max})")
+        if self.demo_reg_min > self.demo_reg_coef:
+            raise ValueError(
+                f"rl.demo_reg_min ({self.demo_reg_min}) > rl.demo_reg_coef ({self.demo_reg_coef}): "
+                "the coefficient would jump up after the first update"
+            )
         for key in (
             "critic_warmup_iters",
             "demo_reg_coef",
@@ -139,16 +162,35 @@ class PPO:
                 {"params": actor_params, "lr": cfg.lr, "name": "actor"},
                 {
                     "params": list(critic.parameters()),
-                    "lr": cfg.critic_lr or cfg.lr,
+                    "lr": cfg.lr if cfg.critic_lr is None else cfg.critic_lr,
                     "name": "critic",
                 },
             ]
         )
         self.lr = cfg.lr
-        if reference is not None and cfg.warm_start_lr is not None:
+        # The adaptive rule raises a cautious warm-start rate as the KL allows; a fixed schedule
+        # never would, so there rl.lr is the rate.
+        if reference is not None and cfg.warm_start_lr is not None and cfg.schedule == "adaptive":
             self.set_lr(cfg.warm_start_lr)
         self.reg_coef = cfg.demo_reg_coef if reference is not None else 0.0
         self.bc_coef = cfg.demo_bc_coef
+
+    def _snapshot(self) -> dict[str, Any]:
+        """A copy of what an update changes: actor, critic, Adam's moments, the actor's LR."""
+        return copy.deepcopy(
+            {
+                "actor": self.actor.state_dict(),
+                "critic": self.critic.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "lr": self.lr,
+            }
+        )
+
+    def _restore(self, snapshot: dict[str, Any]) -> None:
+        self.actor.load_state_dict(snapshot["actor"])
+        self.critic.load_state_dict(snapshot["critic"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        self.set_lr(snapshot["lr"])
 
     def set_lr(self, lr: float) -> None:
         self.lr = lr
@@ -181,12 +223,17 @@ class PPO:
         use_reg = update_actor and self.reference is not None
         sums: dict[str, float] = {}
         count = 0
-        for _ in range(cfg.num_epochs):
-            for mb in storage.minibatches(cfg.num_minibatches):
-                logs = self._step(mb, update_actor, use_reg, clip_eps, weights, demo_batches)
-                for k, v in logs.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
+        before = self._snapshot()
+        try:
+            for _ in range(cfg.num_epochs):
+                for mb in storage.minibatches(cfg.num_minibatches):
+                    logs = self._step(mb, update_actor, use_reg, clip_eps, weights, demo_batches)
+                    for k, v in logs.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+        except DivergenceError:
+            self._restore(before)
+            raise
         out = {k: v / count for k, v in sums.items()}
         out["lr"] = self.lr
         out["demo_reg_coef"] = self.reg_coef if use_reg else 0.0
@@ -252,9 +299,6 @@ class PPO:
             raise DivergenceError(f"the PPO gradient norm is {norm.item()} ({_fmt(logs)})")
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in logs.items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict()}
 
 
 def _fmt(logs: dict[str, torch.Tensor]) -> str:
