@@ -229,6 +229,17 @@ def test_bad_config_is_rejected(workdir, monkeypatch, capsys):
     assert "rl.schedule" in capsys.readouterr().err
     assert run(rl_cli, *FAST, "init=/nonexistent/ckpt") == 2
     assert "does not exist" in capsys.readouterr().err
+    # Settings that would fail, or silently do nothing, only once training is under way:
+    for override, message in [
+        ("rl.value_clip=0", "rl.value_clip must be positive"),
+        ("rl.max_grad_norm=0", "rl.max_grad_norm must be positive"),
+        ("rl.warm_start_lr=0", "rl.warm_start_lr must be positive or null"),
+        ("rl.lr_min=0.1", "rl.lr_min (0.1) > rl.lr_max"),
+        ("rl.demo_reg_min=0.5", "rl.demo_reg_min (0.5) > rl.demo_reg_coef"),
+        ("rl.num_minibatches=1000", "samples per rollout"),
+    ]:
+        assert run(rl_cli, *FAST, override) == 2, override
+        assert message in capsys.readouterr().err, override
 
 
 def test_rl_trains_on_sparse_success_that_ends_episodes(workdir):

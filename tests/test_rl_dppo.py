@@ -277,3 +277,24 @@ def test_dppo_fine_tune_cli_writes_a_loadable_checkpoint(
     base = load_policy(tiny_edm_checkpoint)
     assert not torch.equal(policy.finetuned.output[1].weight, base.model.output[1].weight)
     assert torch.equal(policy.model.output[1].weight, base.model.output[1].weight)
+
+
+def test_dppo_refuses_a_demo_bc_loss_at_start(tmp_path, monkeypatch, capsys, tiny_edm_checkpoint):
+    """The denoising-chain actor has no BC loss on demo batches: refused before any rollout."""
+    overrides = [
+        "rl=dppo",
+        f"init={tiny_edm_checkpoint}",
+        "task=reach",
+        "num_envs=2",
+        f"rl.demo_dataset={tmp_path / 'demos.hdf5'}",
+        "rl.demo_bc_coef=0.5",
+        "logger=none",
+        "progress=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    monkeypatch.setattr(sys, "argv", [rl_cli.PROG, *overrides])
+    with pytest.raises(SystemExit) as exit_info:
+        rl_cli.main()
+    assert exit_info.value.code == 2
+    assert "has no BC loss on demo batches" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()

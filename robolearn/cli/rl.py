@@ -233,6 +233,13 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: list[str]) -> R
             f"({env.spec.action.dim} + privileged) from scratch; init={s.init} has "
             f"{env.spec.action.dim}: drop init="
         )
+    samples = env.num_envs * run.rl.num_steps
+    if samples < max(2, run.rl.num_minibatches):
+        raise ValueError(
+            f"num_envs x rl.num_steps = {samples} samples per rollout: need at least 2 (advantages "
+            f"are normalised over them) and one per minibatch (rl.num_minibatches="
+            f"{run.rl.num_minibatches})"
+        )
     torch.manual_seed(s.seed)
     if policy is None or widened:
         policy = scratch_policy(train_env, run.rl, s.seed)
@@ -247,6 +254,11 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: list[str]) -> R
     critic.to(device)
     demo_batches = None
     if run.rl.demo_dataset and run.rl.demo_bc_coef > 0:
+        if not hasattr(actor, "demo_loss"):
+            raise ValueError(
+                f"rl.demo_bc_coef > 0: the {run.rl.name} actor ({type(actor).__name__}) has no "
+                "BC loss on demo batches; set rl.demo_bc_coef=0"
+            )
         demo_batches = _demo_batches(run, actor, env, device)
     logger = make_logger(run.logger, run_dir, run_dir.name, config)
     try:
