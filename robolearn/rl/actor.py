@@ -21,8 +21,6 @@ Where actors come from: :func:`robolearn.rl.build.make_actor` routes a policy by
 Besides the protocol, the trainer uses, where present:
 
 * ``nn.Module`` behaviour: ``to``, ``eval``, ``state_dict``/``load_state_dict`` (resume);
-* ``frozen_copy() -> actor``: π_BC for the demonstration regulariser (default: a deep copy with
-  gradients off);
 * ``kl_to(reference, obs) -> (B,)``: ``KL(π ‖ π_ref)`` in closed form (default: the sample
   estimate ``Σ_k log π(c_k) − log π_ref(c_k)`` at the rollout's stored choices);
 * ``demo_loss(batch) -> scalar``: a BC loss on a :class:`~robolearn.data.dataset.DemoDataset`

@@ -59,9 +59,7 @@ def make_actor(policy: Policy, cfg: RLConfig) -> Any:
 
 
 def frozen_reference(actor: Any) -> Any:
-    """π_BC: a frozen copy of the initial actor."""
-    if hasattr(actor, "frozen_copy"):
-        return actor.frozen_copy()
+    """π_BC for the demonstration regulariser: a deep copy of the initial actor, gradients off."""
     import copy
 
     ref = copy.deepcopy(actor)

@@ -20,7 +20,6 @@ change evaluation.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 
@@ -107,8 +106,3 @@ class GaussianActor(nn.Module):
 
     def export_policy(self) -> Policy:
         return self.policy
-
-    def frozen_copy(self) -> GaussianActor:
-        ref = copy.deepcopy(self)
-        ref.requires_grad_(False)
-        return ref.eval()

@@ -66,19 +66,13 @@ class RolloutStorage:
     def clear(self) -> None:
         self.step = 0
 
-    @property
-    def full(self) -> bool:
-        return self.step == self.num_steps
-
-    def minibatches(
-        self, num_minibatches: int, generator: torch.Generator | None = None
-    ) -> Iterator[dict[str, object]]:
+    def minibatches(self, num_minibatches: int) -> Iterator[dict[str, object]]:
         """One epoch: the ``T·N`` samples, shuffled, in ``num_minibatches`` batches."""
         total = self.num_steps * self.num_envs
         size = total // num_minibatches
         if size < 1:
             raise ValueError(f"{total} samples cannot fill {num_minibatches} minibatches")
-        perm = torch.randperm(total, generator=generator, device="cpu").to(self.device)
+        perm = torch.randperm(total, device="cpu").to(self.device)
 
         def flat(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(total, *x.shape[2:])
