@@ -1,5 +1,6 @@
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,6 +36,7 @@ class LiftData:
     spec: ObsSpec
     normalizer: Normalizer
     batch: dict  # every training window of the file, collated (n_obs_steps 2, horizon 16)
+    path: Path  # the HDF5 file
 
 
 @pytest.fixture(scope="session")
@@ -44,4 +46,4 @@ def lift_data(tmp_path_factory) -> LiftData:
     collect("lift", 10, path, num_envs=10, progress=False)
     data = DemoDataset(path)
     batch = default_collate([data[i] for i in range(len(data))])
-    return LiftData(data.spec, Normalizer.fit(data.stats_arrays()), batch)
+    return LiftData(data.spec, Normalizer.fit(data.stats_arrays()), batch, path)

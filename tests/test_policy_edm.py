@@ -329,3 +329,21 @@ def test_loss_falls_and_samples_cover_both_modes():
     assert positive >= 0.25 and negative >= 0.25 and between < EDM3_BETWEEN_BOUND
     positive, negative, between = coverage[10]
     assert positive >= 0.25 and negative >= 0.25 and between < 0.02
+
+
+def test_a_goal_left_out_of_obs_keys_is_still_loaded_and_normalised(lift_data):
+    """``obs_keys`` names the observation only; the goal's key must reach the dataset and the
+    normaliser too, or the first training step finds no goal."""
+    from torch.utils.data import default_collate
+
+    from robolearn.policies.trainer import load_datasets
+    from robolearn.policies.trainer import make_policy as make_trained
+
+    cfg = EDMConfig(obs_keys=("eef_pos", "cube_to_eef"), goal_keys=("cube_pos",))
+    train, _ = load_datasets(lift_data.path, cfg)
+    assert set(train.obs_keys) == {"eef_pos", "cube_to_eef", "cube_pos"}
+    policy = make_trained("edm", cfg, train)
+    assert "cube_pos" in policy.normalizer.keys
+    batch = default_collate([train[i] for i in range(8)])
+    loss, _ = policy.compute_loss(batch)
+    assert torch.isfinite(loss)

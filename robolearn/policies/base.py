@@ -44,6 +44,11 @@ class PolicyConfig:
     # exported checkpoint clips the same way at evaluation.
     obs_clip: float | None = None
 
+    @property
+    def data_keys(self) -> tuple[str, ...]:
+        """Observation keys to load from a dataset (empty: every one the file has)."""
+        return tuple(self.obs_keys)
+
     def validate(self) -> None:
         if self.obs_clip is not None and not self.obs_clip > 0:
             raise ValueError(f"obs_clip must be positive or null, got {self.obs_clip}")

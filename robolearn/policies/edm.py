@@ -72,6 +72,12 @@ class EDMConfig(PolicyConfig):
     # fine-tuned copy of the network (``finetuned``); 0 = one network for every step
     finetuned_steps: int = 0
 
+    @property
+    def data_keys(self) -> tuple[str, ...]:
+        """The observation keys and the goal's: a goal left out of ``obs_keys`` is still loaded
+        (and normalised) for training."""
+        return tuple(dict.fromkeys((*self.obs_keys, *self.goal_keys))) if self.obs_keys else ()
+
     def validate(self) -> None:
         super().validate()
         if self.denoiser not in DENOISERS:

@@ -142,7 +142,7 @@ class TrainResult:
 def load_datasets(path: Path, cfg: PolicyConfig) -> tuple[DemoDataset, DemoDataset | None]:
     """Train split, and the valid split when the file has a non-empty one."""
     window = WindowConfig(cfg.n_obs_steps, cfg.horizon)
-    keys = cfg.obs_keys or None
+    keys = cfg.data_keys or None
     train = DemoDataset(path, keys, window, split="train")
     valid = None
     if validate_dataset(path).masks.get("valid"):
