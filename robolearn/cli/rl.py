@@ -451,7 +451,7 @@ def _demo_batches(run: RunConfig, actor: Any, env: VecEnv, device: torch.device)
         env.spec.check_compatible(info.spec, f"task {run.task!r} (here) vs dataset {path} (there)")
     pcfg = actor.export_policy().cfg
     window = WindowConfig(pcfg.n_obs_steps, pcfg.horizon)
-    dataset = DemoDataset(path, tuple(pcfg.obs_keys) or None, window, split="train")
+    dataset = DemoDataset(path, pcfg.data_keys or None, window, split="train")
     return demo_batch_iterator(dataset, run.rl.demo_batch_size, device, run.settings.seed)
 
 
