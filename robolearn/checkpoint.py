@@ -45,6 +45,7 @@ from robolearn.data.normalizer import Normalizer
 from robolearn.policies import Policy, policy_class
 from robolearn.spec import ObsSpec
 from robolearn.utils.config import from_dict
+from robolearn.utils.files import fsync_path
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
@@ -87,7 +88,7 @@ def save_checkpoint(
         _write_text(tmp / SPEC_FILE, json.dumps(_spec_dict(policy), indent=2))
         if training_state is not None:
             _write_training_state(tmp / TRAINING_STATE_DIR, training_state)
-        _fsync(tmp)
+        fsync_path(tmp)
         _replace_dir(tmp, ckpt_dir)
     except BaseException:  # Ctrl-C included: never leave a temporary directory behind
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,7 +112,7 @@ def update_pointer(run_dir: PathLike, ckpt_dir: PathLike, name: str = LAST_POINT
         os.replace(tmp, pointer)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync(run_dir)
+    fsync_path(run_dir)
     return pointer
 
 
@@ -337,7 +338,7 @@ def _write_weights(
             raise ValueError("EMA weights do not have the policy's parameter names")
         tensors |= _prefixed(EMA_PREFIX, ema_state)
     save_file(tensors, str(path), metadata={"format": "pt"})
-    _fsync(path)
+    fsync_path(path)
 
 
 def _prefixed(prefix: str, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -364,7 +365,7 @@ def _write_training_state(state_dir: Path, training_state: Mapping[str, Any]) ->
     for key, value in state.items():
         if isinstance(value, Mapping):
             torch.save(dict(value), state_dir / f"{key}.pt")
-            _fsync(state_dir / f"{key}.pt")
+            fsync_path(state_dir / f"{key}.pt")
     try:
         text = json.dumps(plain, indent=2)
     except TypeError as err:
@@ -393,7 +394,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
         old = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.old")
         os.rename(dst, old)
     os.rename(src, dst)
-    _fsync(dst.parent)
+    fsync_path(dst.parent)
     if old is not None:
         shutil.rmtree(old)
 
@@ -403,16 +404,3 @@ def _write_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a directory's entries (and those of the directories inside it)."""
-    if path.is_dir():
-        for child in path.iterdir():
-            if child.is_dir():
-                _fsync(child)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -52,6 +53,24 @@ def write(path: Path, lengths=(5, 7, 4), **kwargs) -> Path:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_the_file_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatch):
+    """fsync the temp file, rename, fsync the folder: a crash leaves the old or the new file."""
+    import robolearn.data.hdf5 as hdf5
+
+    events: list[tuple[str, str]] = []
+    real_replace = os.replace
+    monkeypatch.setattr(hdf5, "fsync_path", lambda p: events.append(("fsync", Path(p).name)))
+    monkeypatch.setattr(
+        hdf5.os,
+        "replace",
+        lambda a, b: (events.append(("rename", Path(b).name)), real_replace(a, b)),
+    )
+    write(tmp_path / "demos.hdf5")
+    assert [e[0] for e in events] == ["fsync", "rename", "fsync"]
+    assert events[0][1].endswith(".tmp") and events[1][1] == "demos.hdf5"
+    assert events[2][1] == tmp_path.name
 
 
 def test_round_trip(tmp_path):

@@ -41,6 +41,7 @@ import numpy as np
 
 import robolearn
 from robolearn.spec import ObsSpec
+from robolearn.utils.files import fsync_path
 
 IMAGE_MODALITIES = ("rgb", "depth")
 CHUNK_BYTES = 1 << 20
@@ -222,7 +223,9 @@ class EpisodeWriter:
         if self.path.exists() and not self.overwrite:
             self._tmp.unlink()
             raise FileExistsError(f"output file {self.path} appeared while writing; not replaced")
+        fsync_path(self._tmp)  # on disk before it takes the name (and replaces a good file)
         os.replace(self._tmp, self.path)
+        fsync_path(self.path.parent)
         self._published = self.path
         return self.path
 
