@@ -81,6 +81,9 @@ def test_collect_reach(workdir, monkeypatch):
         (("task=reach", "task.episode_length=1.5"), "'task.episode_length' must be an integer"),
         (("task=reach", "valid_fraction=yes"), "'valid_fraction' must be a number"),
         (("task=reach", "sim.backend=gpu"), "unknown sim backend 'gpu'"),
+        # one line at start, not a traceback from the collection
+        (("task=reach", "valid_fraction=1.0"), "error: valid_fraction must be in [0, 1), got 1.0"),
+        (("task=reach", "action_noise=-0.1"), "error: action_noise must be in [0, 1), got -0.1"),
         (("task=reach", "output=/proc/demos.hdf5"), "cannot write output file"),
     ],
 )

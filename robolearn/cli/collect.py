@@ -118,6 +118,11 @@ def _parse(cfg: DictConfig) -> tuple[str, dict[str, Any], SimSettings, CollectSe
     settings = from_dict(CollectSettings, data)
     if settings.num_episodes <= 0 or settings.num_envs <= 0:
         raise ValueError("num_episodes and num_envs must be positive")
+    # Checked again where they are used; here so that they fail before the simulator is built.
+    if not 0.0 <= settings.valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {settings.valid_fraction}")
+    if not 0.0 <= settings.action_noise < 1.0:
+        raise ValueError(f"action_noise must be in [0, 1), got {settings.action_noise}")
     output = check_output_path(to_absolute_path(settings.output), settings.overwrite)
     return name, task_cfg, sim, CollectSettings(**{**vars(settings), "output": str(output)})
 
