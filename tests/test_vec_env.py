@@ -93,6 +93,19 @@ def test_diverged_world_is_terminated_and_reset():
     assert env.episode_length.tolist() == [2, 0, 2, 2]
 
 
+def test_a_diverged_world_never_succeeds(monkeypatch):
+    """The backend resets a diverged world to the model's defaults, where a task's success test
+    may well pass (push: a cube at rest on a target near its default place)."""
+    env = make(episode_length=50)
+    env.reset(seed=0)
+    monkeypatch.setattr(env.task, "success", lambda: torch.ones(env.num_envs, dtype=torch.bool))
+    env.sim.qvel[1, :7] = 1e30
+    _, _, _, _, info = env.step(zeros(env))
+    assert info["diverged"].tolist() == [False, True, False, False]
+    assert info["success"].tolist() == [True, False, True, True]
+    assert info["episode"]["env_ids"].tolist() == [1] and not info["episode"]["success"].any()
+
+
 def test_reset_seed_reproduces_observations():
     env = make()
     a, _ = env.reset(seed=7)

@@ -69,7 +69,9 @@ class VecEnv:
         diverged = self.sim.step(self.substeps)
         self.episode_length += 1
 
-        success = self.task.success()  # once per step; reward and termination may both need it
+        # Once per step (reward and termination may both need it); never from a diverged world,
+        # whose state the backend has reset to the model's defaults (a cube placed at rest).
+        success = self.task.success() & ~diverged
         reward = torch.where(diverged, 0.0, self.task.reward(success))  # none from a broken state
         # A world whose physics diverged ends its episode (no bootstrapping from a broken state).
         terminated = self.task.terminated(success) | diverged
