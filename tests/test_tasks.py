@@ -111,6 +111,18 @@ def test_reset_is_randomised_within_range(name):
     assert not torch.allclose(task.cube_pos(), cube)
 
 
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("push", {"min_target_distance": 0.6}, "no target at least min_target_distance=0.6"),
+        ("stack", {"min_separation": 0.5}, "no cube_b at least min_separation=0.5"),
+    ],
+)
+def test_rejection_sampling_with_no_room_is_an_error_not_a_hang(name, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        VecEnv(name, 4, task_overrides=overrides)
+
+
 @pytest.mark.parametrize("name", TARGET_TASKS)
 def test_targets_are_randomised_within_range(name):
     env = VecEnv(name, 64, seed=0)

@@ -11,6 +11,7 @@ Observation groups: ``policy`` = proprioception + task state (what a real robot 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -25,6 +26,8 @@ from robolearn.tasks.domain import DomainConfig, DomainParams
 REWARD_TYPES = ("dense", "sparse")
 #: Below this height (m, table top is 0) an object has left the table: the episode terminates.
 FALLEN_Z = -0.15
+#: Rounds of rejection sampling before a reset gives up: the ranges leave (almost) no room.
+MAX_REDRAWS = 1000
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,28 @@ class Task(ABC):
         high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
         u = torch.rand((n, *low.shape), generator=self.generator).to(self.device)
         return low + u * (high - low)
+
+    def redraw_where(
+        self,
+        values: torch.Tensor,
+        draw: Callable[[torch.Tensor], torch.Tensor],
+        rejected: Callable[[torch.Tensor], torch.Tensor],
+        what: str,
+    ) -> torch.Tensor:
+        """Rejection sampling: replace the rows of ``values`` that ``rejected(values)`` (n,) flags
+        by ``draw(mask)`` until none is, or raise naming ``what`` after :data:`MAX_REDRAWS`."""
+        bad = rejected(values)
+        for _ in range(MAX_REDRAWS):
+            if not bad.any():
+                return values
+            values[bad] = draw(bad)
+            bad = rejected(values)
+        if not bad.any():
+            return values
+        raise ValueError(
+            f"task {self.name!r}: no {what} in {MAX_REDRAWS} draws for {int(bad.sum())} worlds; "
+            "the sampling ranges leave (almost) no room for it: relax the constraint or widen them"
+        )
 
     def reset(self, env_ids: torch.Tensor) -> None:
         if env_ids.numel() == 0:

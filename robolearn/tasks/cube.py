@@ -107,12 +107,12 @@ class CubeTargetTask(CubeTask):
         super().sample_reset(env_ids, qpos)
         adr = self.obj_qpos[CUBE]
         cube = qpos[:, adr : adr + 3].float()
-        target = self.sample_target(env_ids)
-        # Rejection sampling: redraw targets that lie too close to where the cube starts.
-        close = (target - cube).norm(dim=-1) < self.cfg.min_target_distance
-        while close.any():
-            target[close] = self.sample_target(env_ids[close])
-            close = (target - cube).norm(dim=-1) < self.cfg.min_target_distance
+        target = self.redraw_where(
+            self.sample_target(env_ids),
+            lambda redraw: self.sample_target(env_ids[redraw]),
+            lambda t: (t - cube).norm(dim=-1) < self.cfg.min_target_distance,
+            f"target at least min_target_distance={self.cfg.min_target_distance} m from the cube",
+        )
         self.target[env_ids] = target
         self.set_marker("target", env_ids, target)
 

@@ -54,12 +54,13 @@ class Stack(Task):
     def sample_reset(self, env_ids: torch.Tensor, qpos: torch.Tensor) -> None:
         n = len(env_ids)
         low, high = self.cfg.xy_low, self.cfg.xy_high
-        xy_a, xy_b = self.uniform(n, low, high), self.uniform(n, low, high)
-        # Rejection sampling: redraw B where the cubes would overlap or touch.
-        close = (xy_a - xy_b).norm(dim=-1) < self.cfg.min_separation
-        while close.any():
-            xy_b[close] = self.uniform(int(close.sum()), low, high)
-            close = (xy_a - xy_b).norm(dim=-1) < self.cfg.min_separation
+        xy_a = self.uniform(n, low, high)
+        xy_b = self.redraw_where(  # where the cubes would overlap or touch
+            self.uniform(n, low, high),
+            lambda redraw: self.uniform(int(redraw.sum()), low, high),
+            lambda b: (xy_a - b).norm(dim=-1) < self.cfg.min_separation,
+            f"cube_b at least min_separation={self.cfg.min_separation} m from cube_a",
+        )
         for name, xy in (("cube_a", xy_a), ("cube_b", xy_b)):
             z = self.object_half_size[name][env_ids, 2:3]
             yaw = self.uniform(n, [-self.cfg.max_yaw], [self.cfg.max_yaw])[:, 0]
