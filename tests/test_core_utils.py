@@ -77,6 +77,11 @@ def test_domain_params_uniform_pending_and_bounds():
         params.set_next(torch.tensor([0, 1]), bad)
     with pytest.raises(ValueError, match="low 2.0 > high 1.0"):
         DomainConfig(object_friction=(2.0, 1.0)).bounds()
+    with pytest.raises(ValueError, match="object_mass_scale: low 0.0; it must be > 0"):
+        DomainConfig(object_mass_scale=(0.0, 1.0)).bounds()
+    with pytest.raises(ValueError, match="object_friction: low -0.1; it must be >= 0"):
+        DomainConfig(object_friction=(-0.1, 1.0)).bounds()
+    DomainConfig(object_friction=(0.0, 1.0)).bounds()  # frictionless is a valid corner
 
 
 def test_rotation_roundtrips():

@@ -31,6 +31,10 @@ class DomainConfig:
             low, high = (float(v) for v in getattr(self, name))
             if not low <= high:
                 raise ValueError(f"domain range {name}: low {low} > high {high}")
+            # A zero or negative scale gives a degenerate body whose physics diverges at once.
+            if (low <= 0) if name.endswith("_scale") else (low < 0):
+                bound = "> 0" if name.endswith("_scale") else ">= 0"
+                raise ValueError(f"domain range {name}: low {low}; it must be {bound}")
             rows.append((low, high))
         return torch.tensor(rows)
 
