@@ -164,3 +164,9 @@ def test_hydra_config_matches_task_defaults(name):
         data = yaml.safe_load(f)
     assert next(iter(data)) == "name" and data.pop("name") == name
     assert make_task(name, data).cfg == TASKS[name].Config()
+
+
+def test_a_control_period_that_is_not_a_whole_number_of_physics_steps_is_refused():
+    make_task("reach", {"control_freq": 25.0})  # 8 steps of 5 ms
+    with pytest.raises(ValueError, match="must be a whole number of physics steps"):
+        make_task("reach", {"control_freq": 30.0})  # 6.67 steps: it would run at 28.6 Hz

@@ -53,6 +53,17 @@ class TaskConfig:
             raise ValueError(f"reward_type {self.reward_type!r}: choose from {REWARD_TYPES}")
         if self.episode_length <= 0:
             raise ValueError(f"episode_length must be positive, got {self.episode_length}")
+        if self.control_freq <= 0 or self.timestep <= 0:
+            raise ValueError(
+                f"control_freq and timestep must be positive, got {self.control_freq}, {self.timestep}"
+            )
+        # The spec promises control_freq: a rounded number of physics steps would break it.
+        steps = 1.0 / (self.control_freq * self.timestep)
+        if steps < 1 - 1e-6 or abs(steps - round(steps)) > 1e-6:
+            raise ValueError(
+                f"a control period of 1/control_freq = {1 / self.control_freq:.6g} s must be a whole "
+                f"number of physics steps of {self.timestep} s (it is {steps:.4g})"
+            )
         action_dim(self.control.action_mode)
 
 
