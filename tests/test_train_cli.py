@@ -267,6 +267,7 @@ def _empty_dataset(path: Path, like: Path) -> Path:
         (("policy.hidden_dims=abc",), "'policy.hidden_dims' must be a list"),
         (("policy=nope",), "Could not find 'policy/nope'; available options in 'policy': bc"),
         (("train.lr=-1",), "train.lr must be positive"),
+        (("train.lr_schedule=piecewise_constant",), "train.lr_schedule must be one of"),
         (("logger.backend=neptune",), "unknown logger backend 'neptune'"),
         (("resume=nowhere",), "nowhere does not exist"),
     ],

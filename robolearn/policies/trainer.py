@@ -59,6 +59,13 @@ DEFAULT_EMA_MAX_DECAY = 0.9999
 log = logging.getLogger(__name__)
 
 
+#: diffusers' schedules that need nothing beyond warm-up and length (``piecewise_constant`` needs
+#: step rules, which the config has no key for).
+LR_SCHEDULES = (
+    "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """``train:`` in ``conf/train.yaml``; the comments there say what each key does."""
@@ -109,6 +116,10 @@ class TrainConfig:
             raise ValueError("train.steps (or train.epochs) must be positive")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"train.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
 
     def total_steps(self, num_samples: int) -> int:
         """Gradient steps of the run: ``steps``, or ``epochs`` passes over the samples."""
