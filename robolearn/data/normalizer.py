@@ -73,10 +73,6 @@ class Normalizer(nn.Module):
     def unnormalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
         return (x - self.offset(key)) / self.scale(key)
 
-    def normalize_dict(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Normalise the keys this normaliser knows; pass the others through."""
-        return {k: self.normalize(k, v) if k in self.keys else v for k, v in values.items()}
-
     def to_dict(self) -> dict[str, dict[str, object]]:
         return {
             k: {

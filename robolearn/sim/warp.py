@@ -100,15 +100,6 @@ def _import_warp():
     return wp, mjw
 
 
-def available() -> bool:
-    """Whether ``mujoco_warp`` and ``warp`` import (the backend can be used)."""
-    try:
-        _import_warp()
-    except ImportError:
-        return False
-    return True
-
-
 @functools.cache
 def _copy_columns_kernel():
     wp, _ = _import_warp()

@@ -321,7 +321,7 @@ class Task(ABC):
             )
             self.sim.set_model_field("dof_damping", env_ids, damping)
         if self._varies("object_friction"):
-            friction = self.sim.model_field("geom_friction")[env_ids.cpu()].to(self.device)
+            friction = self._nominal["friction"].repeat(len(env_ids), 1, 1)
             for geom in self.obj_geom.values():
                 friction[:, geom, 0] = values[:, d("object_friction")].to(friction)
             self.sim.set_model_field("geom_friction", env_ids, friction)
