@@ -125,7 +125,7 @@ def collect(
             raise NotImplementedError(
                 f"task {task!r} has actuator activations, which `states` does not record yet"
             )
-        expert = make_expert(task, num_envs, env.device, env.task.cfg.control)
+        expert = make_expert(task, num_envs, env.device, env.task.cfg.control, seed)
         writer = EpisodeWriter(
             path,
             _env_args(env, backend, type(expert).__name__, seed, action_noise),

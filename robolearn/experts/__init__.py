@@ -33,9 +33,9 @@ def expert_class(task_name: str) -> type[ScriptedExpert]:
 
 
 def make_expert(
-    task_name: str, num_envs: int, device: torch.device | str, control=None
+    task_name: str, num_envs: int, device: torch.device | str, control=None, seed: int = 0
 ) -> ScriptedExpert:
-    return expert_class(task_name)(num_envs, device, control)
+    return expert_class(task_name)(num_envs, device, control, seed)
 
 
 __all__ = ["EXPERTS", "ScriptedExpert", "expert_class", "make_expert"]

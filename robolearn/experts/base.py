@@ -33,9 +33,17 @@ class ScriptedExpert(ABC):
     demo_task_overrides: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(
-        self, num_envs: int, device: torch.device | str, control: ControlConfig | None = None
+        self,
+        num_envs: int,
+        device: torch.device | str,
+        control: ControlConfig | None = None,
+        seed: int = 0,
     ):
         self.num_envs, self.device = num_envs, torch.device(device)
+        #: Host generator of experts that randomise (e.g. which way around an obstacle), so that
+        #: a collection seed gives the same choices on any device.
+        self.generator = torch.Generator()
+        self.generator.manual_seed(seed)
         self.control = control or ControlConfig()
         if self.control.action_mode != "ee_delta_pose":
             raise ValueError(

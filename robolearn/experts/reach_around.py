@@ -33,9 +33,7 @@ class ReachAroundExpert(ScriptedExpert):
         control: ControlConfig | None = None,
         seed: int = 0,
     ):
-        super().__init__(num_envs, device, control)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        super().__init__(num_envs, device, control, seed)
         #: +1 left (positive y), -1 right; drawn at each episode's first step.
         self.side = torch.ones(num_envs, device=self.device)
         self.undecided = torch.ones(num_envs, dtype=torch.bool, device=self.device)
@@ -47,7 +45,7 @@ class ReachAroundExpert(ScriptedExpert):
     def __call__(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         eef, target, post = obs["eef_pos"], obs["target_pos"], obs["obstacle_pos"]
         n = len(eef)
-        draw = torch.rand(n, generator=self.generator, device=self.device) < 0.5
+        draw = (torch.rand(n, generator=self.generator) < 0.5).to(self.device)
         self.side = torch.where(self.undecided, torch.where(draw, 1.0, -1.0), self.side)
         self.undecided[:] = False
 
