@@ -19,6 +19,8 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import nn
 
+from robolearn.policies.denoisers import build_denoiser
+
 Chain = TypeVar("Chain", bound="DenoisingChain")
 
 
@@ -38,9 +40,19 @@ class DenoisingChain:
     def num_denoising_steps(self) -> int:
         """Steps of the sampler."""
 
-    @abstractmethod
     def build_network(self) -> nn.Module:
-        """A freshly initialised network of the policy's architecture."""
+        """A freshly initialised network of the architecture the config's ``denoiser`` names
+        (its ``unet`` / ``transformer`` / ``mlp`` settings), for the policy's chunks."""
+        cfg = self.cfg  # type: ignore[attr-defined]  # the Policy's
+        return build_denoiser(
+            cfg.denoiser,
+            cfg.unet,
+            cfg.transformer,
+            cfg.mlp,
+            self.action_dim,  # type: ignore[attr-defined]
+            cfg.horizon,
+            self.obs_feature_dim,  # type: ignore[attr-defined]
+        )
 
     @abstractmethod
     def initial_latent(self, batch: int, device: torch.device) -> torch.Tensor:

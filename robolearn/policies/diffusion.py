@@ -41,7 +41,6 @@ from robolearn.policies.denoisers import (
     MLPConfig,
     TransformerConfig,
     UnetConfig,
-    build_denoiser,
 )
 from robolearn.policies.edm import noise_input
 from robolearn.spec import ObsSpec
@@ -124,18 +123,6 @@ class DiffusionPolicy(DenoisingChain, Policy):
         else:
             time_input = torch.arange(cfg.num_train_timesteps, dtype=torch.float32)
         self.register_buffer("time_input", time_input.float(), persistent=False)
-
-    def build_network(self) -> nn.Module:
-        cfg = self.cfg
-        return build_denoiser(
-            cfg.denoiser,
-            cfg.unet,
-            cfg.transformer,
-            cfg.mlp,
-            self.action_dim,
-            cfg.horizon,
-            self.obs_feature_dim,
-        )
 
     def compute_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         actions = self.normalized_actions(batch)

@@ -39,7 +39,6 @@ from robolearn.policies.denoisers import (
     MLPConfig,
     TransformerConfig,
     UnetConfig,
-    build_denoiser,
 )
 from robolearn.spec import ObsSpec
 
@@ -178,18 +177,6 @@ class EDMPolicy(DenoisingChain, Policy):
         self.clip_normalized = normalizer.modes["action"] == "minmax"
         self.model = self.build_network()
         self.finetuned = self.build_network() if cfg.finetuned_steps else None
-
-    def build_network(self) -> nn.Module:
-        cfg = self.cfg
-        return build_denoiser(
-            cfg.denoiser,
-            cfg.unet,
-            cfg.transformer,
-            cfg.mlp,
-            self.action_dim,
-            cfg.horizon,
-            self.obs_feature_dim,
-        )
 
     # --- conditioning ------------------------------------------------------------------------
     def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
