@@ -114,6 +114,19 @@ def test_observation_only_episodes_are_valid(tmp_path):
     assert info.demos_without_actions == ("demo_0", "demo_1")
 
 
+def test_a_policy_dataset_refuses_demos_without_actions_naming_the_first(tmp_path):
+    from robolearn.data.dataset import DemoDataset
+
+    path = tmp_path / "mixed.hdf5"
+    with EpisodeWriter(path, ENV_ARGS, SPEC, valid_fraction=0.0) as writer:
+        for i, actions in enumerate((True, False, True)):
+            ep = episode(4, seed=i, actions=actions)
+            writer.add_episode(ep.pop("obs"), **ep)
+    assert validate_dataset(path).demos_without_actions == ("demo_1",)  # valid for ADS
+    with pytest.raises(DatasetError, match="/data/demo_1/actions.*missing in 1 of the 3"):
+        DemoDataset(path, ("eef_pos",))
+
+
 def _set(path: str, value):
     def corrupt(f):
         if path in f:

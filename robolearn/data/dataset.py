@@ -57,14 +57,18 @@ class DemoDataset(Dataset):
                 f"/data/*/obs/{missing[0]}",
                 f"not in the file; it has {sorted(self.spec.terms)}",
             )
-        if info.observation_only:
-            raise DatasetError(
-                path, "/data/*/actions", "observation-only demos cannot train a policy"
-            )
         self.window = window
         self.demos = self.file.mask(split)
         if not self.demos:
             raise DatasetError(path, f"/mask/{split}", "is empty: no demos to train on")
+        without = [d for d in self.demos if d in info.demos_without_actions]
+        if without:  # a file may mix both (ADS reads observations only); a policy needs actions
+            raise DatasetError(
+                path,
+                f"/data/{without[0]}/actions",
+                f"missing in {len(without)} of the {len(self.demos)} {split!r} demos: "
+                "observation-only demos cannot train a policy",
+            )
         self.image_keys = tuple(
             k for k in self.obs_keys if self.spec.terms[k].modality != "low_dim"
         )
