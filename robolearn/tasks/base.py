@@ -67,6 +67,11 @@ class TaskConfig:
         action_dim(self.control.action_mode)
 
 
+def closeness(distance: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
+    """Shaping term in (0, 1]: 1 at distance 0, decaying like ``1 - tanh(scale * d)`` (robosuite)."""
+    return 1.0 - torch.tanh(scale * distance)
+
+
 class Task(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[TaskConfig]] = TaskConfig

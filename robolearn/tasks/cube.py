@@ -13,14 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from robolearn.sim.scene import MarkerSpec, ObjectSpec, SceneConfig
-from robolearn.tasks.base import Task, TaskConfig
+from robolearn.tasks.base import Task, TaskConfig, closeness
 
 CUBE = "cube"
-
-
-def closeness(distance: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
-    """Shaping term in (0, 1]: 1 at distance 0, decaying like ``1 - tanh(scale * d)`` (robosuite)."""
-    return 1.0 - torch.tanh(scale * distance)
 
 
 @dataclass(frozen=True)

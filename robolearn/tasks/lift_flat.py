@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from robolearn.sim.scene import ObjectSpec, SceneConfig
-from robolearn.tasks.base import Task, TaskConfig
+from robolearn.tasks.base import Task, TaskConfig, closeness
 
 #: Dense-reward weights of the reach, lift and success stages.
 REACH_WEIGHT, LIFT_WEIGHT, SUCCESS_WEIGHT = 1.0, 2.0, 5.0
@@ -96,7 +96,7 @@ class LiftFlat(Task):
         return self.object_pos("box")[:, 2] > self.cfg.lift_height
 
     def dense_reward(self) -> torch.Tensor:
-        reach = 1 - torch.tanh(10 * (self.object_pos("box") - self.eef_pos()).norm(dim=-1))
+        reach = closeness((self.object_pos("box") - self.eef_pos()).norm(dim=-1))
         return (
             REACH_WEIGHT * reach
             + LIFT_WEIGHT * self.lift_progress()

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from robolearn.tasks.cube import CUBE, CubeTargetConfig, CubeTargetTask, closeness
+from robolearn.tasks.base import closeness
+from robolearn.tasks.cube import CUBE, CubeTargetConfig, CubeTargetTask
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from robolearn.tasks.cube import CUBE, CubeTargetConfig, CubeTargetTask, closeness
+from robolearn.tasks.base import closeness
+from robolearn.tasks.cube import CUBE, CubeTargetConfig, CubeTargetTask
 
 #: Height (m) above its resting height below which the cube counts as on the table.
 ON_TABLE_TOL = 0.01

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from robolearn.sim.scene import MarkerSpec, SceneConfig
-from robolearn.tasks.base import Task, TaskConfig
+from robolearn.tasks.base import Task, TaskConfig, closeness
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Reach(Task):
         return (self.target - self.eef_pos()).norm(dim=-1)
 
     def dense_reward(self) -> torch.Tensor:
-        return 1.0 - torch.tanh(10.0 * self.distance())
+        return closeness(self.distance())
 
     def success(self) -> torch.Tensor:
         return self.distance() < self.cfg.success_radius

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from robolearn.sim.scene import MarkerSpec, ObstacleSpec, SceneConfig
-from robolearn.tasks.base import Task, TaskConfig
+from robolearn.tasks.base import Task, TaskConfig, closeness
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class ReachAround(Task):
         return (self.target - self.eef_pos()).norm(dim=-1)
 
     def dense_reward(self) -> torch.Tensor:
-        return 1.0 - torch.tanh(10.0 * self.distance())
+        return closeness(self.distance())
 
     def success(self) -> torch.Tensor:
         return self.distance() < self.cfg.success_radius

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from robolearn.sim.scene import ObjectSpec, SceneConfig
-from robolearn.tasks.base import Task, TaskConfig
+from robolearn.tasks.base import Task, TaskConfig, closeness
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,9 @@ class Stack(Task):
         """
         a = self.object_pos("cube_a")
         grasped = self.grasped("cube_a").float()
-        reach = 0.25 * (1 - torch.tanh(10 * (a - self.eef_pos()).norm(dim=-1)))
+        reach = 0.25 * closeness((a - self.eef_pos()).norm(dim=-1))
         xy_dist, gap = self._a_over_b()
         lifted = grasped * (gap > 0).float()
-        align = lifted * (1.0 + 0.5 * (1 - torch.tanh(10 * xy_dist)))
+        align = lifted * (1.0 + 0.5 * closeness(xy_dist))
         stacked = 2.0 * self.success().float()
         return torch.stack([reach + 0.25 * grasped, align, stacked], dim=-1).max(dim=-1).values
