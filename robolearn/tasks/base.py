@@ -233,6 +233,20 @@ class Task(ABC):
         quat = torch.stack([torch.cos(half), 0 * half, 0 * half, torch.sin(half)], dim=-1)
         qpos[:, adr + 3 : adr + 7] = quat.to(qpos.dtype)
 
+    def place_on_table(
+        self,
+        qpos: torch.Tensor,
+        name: str,
+        env_ids: torch.Tensor,
+        xy: torch.Tensor,
+        max_yaw: float,
+    ) -> None:
+        """Rest object ``name`` on the table at ``xy`` (n, 2) of worlds ``env_ids``, turned by a
+        yaw drawn uniformly in ``[-max_yaw, max_yaw]``."""
+        z = self.object_half_size[name][env_ids, 2:3]
+        yaw = self.uniform(len(env_ids), [-max_yaw], [max_yaw])[:, 0]
+        self.place_object(qpos, name, torch.cat([xy, z], dim=-1), yaw)
+
     def set_marker(self, name: str, env_ids: torch.Tensor, pos: torch.Tensor) -> None:
         self.sim.mocap_pos[env_ids, self.marker_mocap[name]] = pos.to(self.sim.dtype)
 

@@ -46,11 +46,8 @@ class CubeTask(Task):
         return ()
 
     def sample_reset(self, env_ids: torch.Tensor, qpos: torch.Tensor) -> None:
-        n = len(env_ids)
-        xy = self.uniform(n, self.cfg.cube_xy_low, self.cfg.cube_xy_high)
-        z = self.object_half_size[CUBE][env_ids, 2:3]
-        yaw = self.uniform(n, [-self.cfg.cube_max_yaw], [self.cfg.cube_max_yaw])[:, 0]
-        self.place_object(qpos, CUBE, torch.cat([xy, z], dim=-1), yaw)
+        xy = self.uniform(len(env_ids), self.cfg.cube_xy_low, self.cfg.cube_xy_high)
+        self.place_on_table(qpos, CUBE, env_ids, xy, self.cfg.cube_max_yaw)
 
     def task_terms(self) -> dict[str, torch.Tensor]:
         cube = self.cube_pos()

@@ -71,11 +71,8 @@ class LiftFlat(Task):
         )
 
     def sample_reset(self, env_ids: torch.Tensor, qpos: torch.Tensor) -> None:
-        n = len(env_ids)
-        xy = self.uniform(n, self.cfg.xy_low, self.cfg.xy_high)
-        z = self.object_half_size["box"][env_ids, 2:3]
-        yaw = self.uniform(n, [-self.cfg.max_yaw], [self.cfg.max_yaw])[:, 0]
-        self.place_object(qpos, "box", torch.cat([xy, z], dim=-1), yaw)
+        xy = self.uniform(len(env_ids), self.cfg.xy_low, self.cfg.xy_high)
+        self.place_on_table(qpos, "box", env_ids, xy, self.cfg.max_yaw)
 
     def task_terms(self) -> dict[str, torch.Tensor]:
         box = self.object_pos("box")

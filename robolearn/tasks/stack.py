@@ -62,9 +62,7 @@ class Stack(Task):
             f"cube_b at least min_separation={self.cfg.min_separation} m from cube_a",
         )
         for name, xy in (("cube_a", xy_a), ("cube_b", xy_b)):
-            z = self.object_half_size[name][env_ids, 2:3]
-            yaw = self.uniform(n, [-self.cfg.max_yaw], [self.cfg.max_yaw])[:, 0]
-            self.place_object(qpos, name, torch.cat([xy, z], dim=-1), yaw)
+            self.place_on_table(qpos, name, env_ids, xy, self.cfg.max_yaw)
 
     def task_terms(self) -> dict[str, torch.Tensor]:
         a, b, eef = self.object_pos("cube_a"), self.object_pos("cube_b"), self.eef_pos()
