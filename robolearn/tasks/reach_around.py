@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from robolearn.sim.scene import MarkerSpec, ObstacleSpec, SceneConfig
-from robolearn.tasks.base import Task, TaskConfig, closeness
+from robolearn.tasks.base import TaskConfig
+from robolearn.tasks.reach import Reach
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class ReachAroundConfig(TaskConfig):
                 raise ValueError(f"empty range: low {lo} > high {hi}")
 
 
-class ReachAround(Task):
+class ReachAround(Reach):
+    """Reach's target, distance, reward and success, with a post in the way."""
+
     name = "reach_around"
     Config = ReachAroundConfig
     cfg: ReachAroundConfig
@@ -64,7 +67,7 @@ class ReachAround(Task):
         )
 
     def setup(self) -> None:
-        self.target = torch.zeros(self.num_worlds, 3, device=self.device)
+        super().setup()
         self.obstacle = torch.zeros(self.num_worlds, 3, device=self.device)
         self.obstacle_mocap = int(self.sim.model.body("obstacle").mocapid[0])
 
@@ -80,12 +83,3 @@ class ReachAround(Task):
 
     def task_terms(self) -> dict[str, torch.Tensor]:
         return {"target_pos": self.target.clone(), "obstacle_pos": self.obstacle.clone()}
-
-    def distance(self) -> torch.Tensor:
-        return (self.target - self.eef_pos()).norm(dim=-1)
-
-    def dense_reward(self) -> torch.Tensor:
-        return closeness(self.distance())
-
-    def success(self) -> torch.Tensor:
-        return self.distance() < self.cfg.success_radius
