@@ -24,9 +24,13 @@ class StackExpert(ScriptedExpert):
     ``ABOVE_A``."""
 
     def __init__(
-        self, num_envs: int, device: torch.device | str, control: ControlConfig | None = None
+        self,
+        num_envs: int,
+        device: torch.device | str,
+        control: ControlConfig | None = None,
+        seed: int = 0,
     ):
-        super().__init__(num_envs, device, control)
+        super().__init__(num_envs, device, control, seed)
         self.a_half = torch.zeros(self.num_envs, 1, device=self.device)
         self.yaw = torch.zeros(self.num_envs, device=self.device)
 
