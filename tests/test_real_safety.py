@@ -3,6 +3,7 @@ the fault and stops the arm; configs load from ``real/`` and refuse bad keys by 
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -106,6 +107,41 @@ def test_workspace_clamp_shortens_the_move_to_the_box_face():
     assert sent[2] == pytest.approx(0.02 / SCALE.pos, abs=1e-5)  # lands on z = 0.5
     assert sent[0] == pytest.approx(0.4)  # the other axes untouched
     assert safe.clamps["workspace"] == 1 and safe.fault is None and not arm.stopped
+
+
+def test_a_tcp_outside_the_box_returns_by_capped_steps():
+    """A hold action with the TCP above the box: the clamp's way back is itself step-capped."""
+    safe, arm = layer(**BOX, on_workspace="clamp", max_pos_step=0.02, on_step="clamp")
+    arm.eef[:] = (0.5, 0.0, 0.6)  # 10 cm above the ceiling
+    safe.get_observation()
+    sent = safe.send_action(action())
+    assert np.linalg.norm(sent[:3]) * SCALE.pos == pytest.approx(0.02, rel=1e-4)
+    assert sent[2] < 0 and safe.clamps["workspace"] == 1 and safe.clamps["step"] == 1
+
+
+def test_a_new_episode_counts_steps_from_zero_even_on_a_hand_reset_arm(monkeypatch):
+    safe, arm = layer()
+    safe.get_observation()
+    safe.send_action(action())
+    assert safe.step == 1
+
+    def by_hand():
+        raise NotImplementedError("reset the scene by hand")
+
+    monkeypatch.setattr(arm, "reset", by_hand)
+    with pytest.raises(NotImplementedError):
+        safe.reset()
+    assert safe.step == 0
+
+
+def test_the_keyboard_estop_interrupts_a_blocking_call_at_once():
+    from robolearn.real.safety import interrupt_main_now
+
+    threading.Timer(0.2, interrupt_main_now).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        time.sleep(5.0)  # a control loop's wait, a vendor call
+    assert time.monotonic() - start < 2.0
 
 
 def test_workspace_stop_stops_the_arm_and_names_the_target():

@@ -24,8 +24,8 @@ sleep or a policy call too); the control loop catches it and calls :meth:`Safety
 
 from __future__ import annotations
 
-import _thread
 import logging
+import signal
 import sys
 import threading
 import time
@@ -205,9 +205,10 @@ class SafetyLayer(Robot):
     def reset(self) -> Observation:
         if self.fault is not None:
             raise RobotError(f"robot faulted ({self.fault}); clear_fault() after checking the arm")
-        obs = self.robot.reset()
+        # A new episode's counters even when the arm cannot reset itself (NotImplementedError:
+        # a person resets the scene), so that its faults are stamped with its own steps.
         self.step, self._last_obs = 0, None
-        return obs
+        return self.robot.reset()
 
     def get_observation(self) -> Observation:
         self._refuse_if_faulted()
@@ -251,8 +252,10 @@ class SafetyLayer(Robot):
             )
         action = np.clip(action, spec.low, spec.high)
         if self.scale is not None:
-            action = self._limit_step(action)
+            # Box first, then the cap: a TCP already outside the box is brought back by at most
+            # one capped step per control period, never by the box clamp's full-scale move.
             action = self._limit_workspace(action)
+            action = self._limit_step(action)
         try:
             sent = self.robot.send_action(action)
         except RobotError as e:
@@ -350,6 +353,14 @@ class SafetyLayer(Robot):
         return action
 
 
+def interrupt_main_now() -> None:
+    """Deliver SIGINT to the main thread: its handler (Ctrl-C's e-stop path) runs at once, even
+    from inside a blocking call (a sleep, a pipe poll, a vendor call), which the signal
+    interrupts. ``_thread.interrupt_main`` only schedules the handler for when the main thread
+    next runs Python code: up to a control period late, or never while a call hangs."""
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+
 def start_keyboard_estop() -> threading.Thread | None:
     """Enter on the terminal interrupts the main thread like Ctrl-C (the e-stop path).
 
@@ -360,7 +371,7 @@ def start_keyboard_estop() -> threading.Thread | None:
 
     def listen() -> None:
         if sys.stdin.readline():
-            _thread.interrupt_main()
+            interrupt_main_now()
 
     thread = threading.Thread(target=listen, name="keyboard-estop", daemon=True)
     thread.start()
