@@ -129,3 +129,30 @@ def test_sigint_stops_a_deploy_that_inherited_it_ignored(checkpoint, tmp_path, m
     assert code == 130
     info = json.loads((out / "deploy_info.json").read_text())
     assert info["episodes"][0]["fault"]["kind"] == "estop"
+
+
+def test_a_robot_that_would_move_otherwise_than_in_training_is_refused():
+    """Its own action scale, or a loop rate it cannot follow: each action would move the arm by a
+    different amount per second or per step than the policy learned."""
+    from robolearn.real.safety import ActionScale
+
+    class Arm:
+        name = "arm"
+
+        def __init__(self, max_pos_delta: float = 0.05, max_rot_delta: float = 0.25):
+            self.max_pos_delta, self.max_rot_delta = max_pos_delta, max_rot_delta
+
+    class Twin(Arm):
+        def __init__(self, rate_hz: float = 0.0):
+            super().__init__()
+
+    trained = ActionScale(0.05, 0.25)
+    deploy_cli.check_robot_matches_training(Arm(), 20.0, trained, 0.0)
+    deploy_cli.check_robot_matches_training(Arm(), 20.0, trained, 20.0)
+    deploy_cli.check_robot_matches_training(Twin(), 20.0, trained, 40.0)  # steps its physics at it
+    with pytest.raises(
+        ValueError, match="max_pos_delta = 0.1, the checkpoint was trained with 0.05"
+    ):
+        deploy_cli.check_robot_matches_training(Arm(max_pos_delta=0.1), 20.0, trained, 0.0)
+    with pytest.raises(ValueError, match="rate_hz=40.0: .* 2x as fast as trained"):
+        deploy_cli.check_robot_matches_training(Arm(), 20.0, trained, 40.0)

@@ -19,8 +19,10 @@ the keyboard e-stop.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import math
 import os
 import signal
 from dataclasses import asdict, dataclass, field
@@ -46,7 +48,7 @@ from robolearn.cli.eval import _task_of
 from robolearn.real.control_loop import ControlLoop, EpisodeResult, LoopConfig
 from robolearn.real.drivers import make_robot
 from robolearn.real.recorder import EpisodeRecorder, RecordingError
-from robolearn.real.robot import RobotError
+from robolearn.real.robot import Robot, RobotError
 from robolearn.real.safety import (
     ActionScale,
     SafetyLayer,
@@ -143,13 +145,21 @@ def run_deployment(settings: DeploySettings, checkpoint: Path, out_dir: Path) ->
             stop_on_success=settings.stop_on_success,
             manual_reset_s=settings.manual_reset_s,
         )
+        scale = ActionScale(task_cfg.control.max_pos_delta, task_cfg.control.max_rot_delta)
         robot = make_robot(
             settings.robot.driver,
             settings.robot.kwargs,
-            defaults={"task": task, "task_overrides": task_overrides, "rate_hz": settings.rate_hz},
+            defaults={
+                "task": task,
+                "task_overrides": task_overrides,
+                "rate_hz": settings.rate_hz,
+                "control_freq": task_cfg.control_freq,
+                "max_pos_delta": scale.pos,
+                "max_rot_delta": scale.rot,
+            },
         )
+        check_robot_matches_training(robot, task_cfg.control_freq, scale, settings.rate_hz)
         safety = load_safety_config(settings.robot.safety)
-        scale = ActionScale(task_cfg.control.max_pos_delta, task_cfg.control.max_rot_delta)
         safe = SafetyLayer(robot, safety, scale)
     except (*BAD_INPUT, ImportError) as e:
         fail(PROG, e)
@@ -278,6 +288,29 @@ def _episode_line(result: EpisodeResult) -> str:
         f"latency mean {s['latency_mean_ms']} ms p99 {s['latency_p99_ms']} ms, "
         f"period error p99 {s['period_error_p99_pct']}%, late {s['late_actions']}"
     )
+
+
+def check_robot_matches_training(
+    robot: Robot, control_freq: float, scale: ActionScale, rate_hz: float
+) -> None:
+    """Refuse a robot that would move the trained policy by other amounts per step than in
+    training: its own action scale, or a loop rate other than the trained one on a driver that
+    cannot follow it (only the sim twin steps its physics at ``rate_hz``; 0: unset)."""
+    for name, trained in (("max_pos_delta", scale.pos), ("max_rot_delta", scale.rot)):
+        own = getattr(robot, name, None)
+        if own is not None and not math.isclose(own, trained, rel_tol=1e-6):
+            raise ValueError(
+                f"robot {robot.name!r}: {name} = {own}, the checkpoint was trained with {trained}: "
+                "each action would move the arm by a different amount; drop it from the robot's "
+                "kwargs (the checkpoint's is the default)"
+            )
+    follows_rate = "rate_hz" in inspect.signature(type(robot)).parameters
+    if rate_hz and not follows_rate and not math.isclose(rate_hz, control_freq, rel_tol=1e-6):
+        raise ValueError(
+            f"rate_hz={rate_hz}: the checkpoint was trained at {control_freq} Hz and robot "
+            f"{robot.name!r} moves by its action scale per command, so it would run "
+            f"{rate_hz / control_freq:.2g}x as fast as trained; leave rate_hz unset"
+        )
 
 
 def main() -> None:
