@@ -3,6 +3,7 @@ training per policy, evaluation, bad input, resume determinism, Ctrl-C."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -344,6 +345,25 @@ def test_main_job_tiny(workdir, monkeypatch, capsys):
     assert "(best of the evaluations every 2 steps" in checkpoint
     best = (workdir / "main" / "best").read_text().strip()
     assert checkpoint.split()[1] == str(workdir / "main" / best)
+
+
+def test_a_short_collection_is_kept_aside_not_reused(workdir, monkeypatch, capsys):
+    """The expert falls short: the demos are kept beside the dataset path, which stays free, so
+    the next ``robolearn`` collects again instead of training on too few demos."""
+    import robolearn.cli.main as main_module
+
+    real = main_module.collect
+
+    def short(task, num_episodes, path, **kwargs):
+        result = real(task, num_episodes - 1, path, **kwargs)
+        return dataclasses.replace(result, requested=num_episodes)
+
+    monkeypatch.setattr(main_module, "collect", short)
+    args = ("collect.num_episodes=3", "collect.num_envs=3", "collect.progress=false", *FAST)
+    assert run(main_cli, *args) == 1
+    assert "produced only 2 of 3 demos; kept 2 demos in" in capsys.readouterr().err
+    assert not (workdir / "datasets" / "lift_expert.hdf5").exists()
+    assert (workdir / "datasets" / "lift_expert.partial.hdf5").is_file()
 
 
 def test_step_batches_depend_only_on_seed_and_step():

@@ -18,6 +18,7 @@ Exit status: 0 done, 1 the expert could not produce enough demos, 2 bad input, 1
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -98,33 +99,46 @@ def _main(cfg: DictConfig) -> None:
 def _collect(
     task_cfg: dict[str, Any], path: Path, settings: CollectSettings, cli_overrides: list[str]
 ) -> None:
-    """Scripted-expert demos into ``path``; exit 1 if the expert fails too often, 130 on Ctrl-C."""
+    """Scripted-expert demos into ``path``; exit 1 if the expert fails too often, 130 on Ctrl-C.
+
+    The demos take the name ``path`` only once all of them are in: a short or interrupted
+    collection is kept beside it (``<stem>.partial<suffix>``), so that the next run collects
+    again instead of training on it."""
     task_cfg = dict(task_cfg)
     task = task_cfg.pop("name")
     log.info("no dataset at %s: collecting %d %s demos", path, settings.num_episodes, task)
+    partial = path.with_name(f"{path.stem}.partial{path.suffix}")
     try:
         task_cfg = demo_task_config(task, task_cfg, cli_overrides)
         result = collect(
             task,
             settings.num_episodes,
-            path,
+            partial,
             num_envs=settings.num_envs,
             seed=settings.seed,
             task_overrides=task_cfg,
+            overwrite=True,
             progress=settings.progress,
         )
     except BAD_INPUT as e:
         fail(PROG, e)
+    if not result.interrupted and result.written == settings.num_episodes:
+        os.replace(partial, path)
+        return
+    kept = (
+        f"kept {result.written} demos in {partial} (dataset={partial} trains on them)"
+        if result.path is not None
+        else "no demo was written"
+    )
     if result.interrupted:
-        print(f"{PROG}: interrupted while collecting; kept {result.written} demos", file=sys.stderr)
+        print(f"{PROG}: interrupted while collecting; {kept}", file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED)
-    if result.written < settings.num_episodes:
-        print(
-            f"{PROG}: the {task} expert produced only {result.written} of "
-            f"{settings.num_episodes} demos",
-            file=sys.stderr,
-        )
-        raise SystemExit(1)
+    print(
+        f"{PROG}: the {task} expert produced only {result.written} of "
+        f"{settings.num_episodes} demos; {kept}",
+        file=sys.stderr,
+    )
+    raise SystemExit(1)
 
 
 def _eval_scalars(report: EvalReport) -> dict[str, float]:
