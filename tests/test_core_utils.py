@@ -42,6 +42,7 @@ class Outer:
     name: str = "x"
     span: tuple[float, float] = (0.0, 1.0)
     inner: Inner = field(default_factory=Inner)
+    clip: float | None = None
 
 
 def test_config_from_dict_coerces_and_names_bad_keys():
@@ -53,6 +54,12 @@ def test_config_from_dict_coerces_and_names_bad_keys():
         from_dict(Outer, {"steps": "many"})
     with pytest.raises(ValueError, match="'span' must have 2 entries"):
         from_dict(Outer, {"span": [1, 2, 3]})
+    # Optional keys: null, or the type (a boolean is not a number, nor is a string)
+    assert from_dict(Outer, {"clip": None}).clip is None
+    assert from_dict(Outer, {"clip": 5}).clip == 5.0
+    for bad in (True, "5"):
+        with pytest.raises(ValueError, match="'clip' must be a number"):
+            from_dict(Outer, {"clip": bad})
 
 
 def test_domain_params_uniform_pending_and_bounds():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -34,6 +35,21 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # ``X | None`` and friends
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                if dataclasses.is_dataclass(option) and isinstance(value, dict):
+                    return from_dict(option, value, key + ".")
+                return _coerce(option, value, key)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(
+            errors[0] if len(errors) == 1 else f"config key {key!r}: {'; or '.join(errors)}"
+        )
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ValueError(f"config key {key!r} must be a list, got {value!r}")
