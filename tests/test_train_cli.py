@@ -366,6 +366,11 @@ def test_a_short_collection_is_kept_aside_not_reused(workdir, monkeypatch, capsy
     assert (workdir / "datasets" / "lift_expert.partial.hdf5").is_file()
 
 
+def test_pipeline_overrides_are_not_training_overrides():
+    overrides = ["train.steps=4", "eval.video=false", "+eval.policy.num_steps=5", "~collect.seed"]
+    assert main_cli.training_overrides(overrides) == ["train.steps=4"]
+
+
 def test_step_batches_depend_only_on_seed_and_step():
     whole = StepBatches(10, 4, seed=3)
     first = [b for b, _ in zip(whole, range(7), strict=False)]

@@ -77,7 +77,7 @@ def _main(cfg: DictConfig) -> None:
         eval_settings = from_dict(EvalSettings, data.pop("eval"), path="eval.")
     except BAD_INPUT as e:
         fail(PROG, e)
-    train_overrides = [o for o in hydra_cfg.overrides.task if o.split(".")[0] not in PIPELINE_KEYS]
+    train_overrides = training_overrides(hydra_cfg.overrides.task)
 
     dataset = Path(to_absolute_path(str(data["dataset"])))
     if not dataset.exists():
@@ -94,6 +94,12 @@ def _main(cfg: DictConfig) -> None:
         report = run_evaluation(eval_settings, checkpoint, run_dir, PROG)
         job.logger.log({f"eval/{k}": v for k, v in _eval_scalars(report).items()}, trained.step)
     print(_summary(job, trained, report, eval_settings.video, time.perf_counter() - start))
+
+
+def training_overrides(overrides: list[str]) -> list[str]:
+    """The command line's overrides that concern training: not those of the pipeline's
+    ``collect`` and ``eval`` steps, with or without Hydra's ``+``/``++``/``~`` prefix."""
+    return [o for o in overrides if o.lstrip("+~").split(".")[0] not in PIPELINE_KEYS]
 
 
 def _collect(
