@@ -46,7 +46,7 @@ class VideoRecorder:
         self.scene_option.geomgroup[3] = 1
         self.recording, self.discarded = list(range(worlds)), False
         # Object sizes are per world (domain randomisation) and fixed within an episode.
-        self.geom_size = env.sim.model_field("geom_size")[:worlds].numpy()
+        self.geom_size = env.sim.model_field("geom_size")[:worlds].cpu().numpy()
         self.tiles = [np.zeros((renderer.height, renderer.width, 3), np.uint8)] * worlds
         self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
         fps = env.spec.action.control_freq
