@@ -197,6 +197,7 @@ EXPERIMENTS = {"privileged": privileged, "ads": ads, "alp_gmm": alp_gmm}
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    rows_in = [*results, *pooled(results)]
     cols = [
         c
         for c in (
@@ -204,16 +205,17 @@ def table(results: list[dict[str, Any]]) -> str:
             "seed",
             "success_rate",
             "ci95",
+            "seed_range",
             "final_beta",
             "final_progress",
             "grid_mean",
             "hardest_quartile_mean",
             "train_s",
         )
-        if any(c in r for r in results)
+        if any(c in r for r in rows_in)
     ]
     rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in [*results, *pooled(results)]:
+    for r in rows_in:
         cells = []
         for c in cols:
             v = r.get(c, "")
@@ -224,7 +226,11 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each arm's evaluation episodes pooled over its seeds, for the arms run with several."""
+    """Each arm's evaluation episodes pooled over its seeds, for the arms run with several.
+
+    The pooled Wilson interval covers the episodes' noise only, as if one policy had run them
+    all; the spread between seeds (``seed_range``, the per-seed rates' min and max) is the other
+    part of the uncertainty, and with a few seeds the larger one."""
     rows = []
     for arm in dict.fromkeys(r["arm"] for r in results):
         runs = [r for r in results if r["arm"] == arm]
@@ -239,6 +245,9 @@ def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seed": f"{seeds} pooled",
                 "success_rate": f"{successes / n:.4g} ({successes}/{n})",
                 "ci95": wilson_interval(successes, n),
+                "seed_range": "{:.3g}-{:.3g}".format(
+                    min(r["success_rate"] for r in runs), max(r["success_rate"] for r in runs)
+                ),
             }
         )
     return rows

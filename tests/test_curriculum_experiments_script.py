@@ -45,5 +45,6 @@ def test_the_table_pools_an_arms_episodes_over_its_seeds() -> None:
     ]
     rows = script.table(results).splitlines()
     pooled = [row for row in rows if "pooled" in row]
-    assert pooled == ["| ads | 0,1 pooled | 0.0875 (35/400) | 0.06-0.12 |"]
+    # the pooled episodes' interval, and beside it the seeds' own spread
+    assert pooled == ["| ads | 0,1 pooled | 0.0875 (35/400) | 0.06-0.12 | 0.075-0.1 |"]
     assert rows[-1] == "(600 evaluation episodes in all; Wilson 95% intervals)"
