@@ -225,6 +225,15 @@ def test_an_update_that_diverges_midway_is_undone(tmp_path, monkeypatch):
     assert ppo.optimizer.state_dict()["state"] == {} and ppo.lr == 1e-3
 
 
+def test_the_last_iteration_is_logged_whatever_log_every(tmp_path):
+    runner = make_runner(tmp_path, small_cfg(log_every=5), num_envs=8)
+    logged: list[int] = []
+    runner.logger = SimpleNamespace(log=lambda scalars, step: logged.append(step))
+    runner.total_env_steps = 2 * 8 * 8  # two iterations of 8 worlds x 8 steps
+    runner.learn()
+    assert logged == [128]
+
+
 def test_kl_to_bc_is_zero_at_init_and_grows_after_updates(tmp_path):
     runner = make_runner(tmp_path, small_cfg(demo_reg_coef=0.0, warm_start_lr=1e-3))
     runner.collect()

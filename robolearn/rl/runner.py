@@ -282,7 +282,8 @@ class PPORunner:
                 self.reset_envs()
                 while self.env_steps < self.total_env_steps and not stop.requested:
                     stats, update_actor = self.iterate()
-                    if self.iteration % self.cfg.log_every == 0:
+                    last = self.env_steps >= self.total_env_steps or stop.requested
+                    if self.iteration % self.cfg.log_every == 0 or last:
                         self._log(stats)
                     if update_actor and stats["approx_kl"] > self.cfg.kl_stop:
                         self.kl_strikes += 1
