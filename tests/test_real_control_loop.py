@@ -345,3 +345,34 @@ def test_a_robot_that_cannot_reset_waits_for_the_operator(twin, tmp_path, monkey
 def test_manual_reset_time_is_validated():
     with pytest.raises(ValueError, match="manual_reset_s"):
         LoopConfig(manual_reset_s=-1.0)
+
+
+def test_an_episode_whose_write_was_interrupted_is_published_on_close(tmp_path, monkeypatch):
+    """Ctrl-C during the file write: the episode is kept in memory, and close() writes it."""
+    from robolearn.spec import ActionSpec, TermSpec
+
+    spec = ObsSpec(
+        terms={"eef_pos": TermSpec((3,))},
+        groups={"policy": ("eef_pos",)},
+        action=ActionSpec(dim=7),
+        task="fake",
+    )
+    recorder = EpisodeRecorder(tmp_path / "episodes.hdf5", spec, {"env_name": "fake"})
+    real_add, calls = EpisodeWriter.add_episode, {"n": 0}
+
+    def interrupted_once(writer, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real_add(writer, *args, **kwargs)
+
+    monkeypatch.setattr(recorder_module.EpisodeWriter, "add_episode", interrupted_once)
+    recorder.start_episode()
+    obs = {"eef_pos": np.zeros(3, np.float32), "timestamp": 0.0}
+    recorder.add_step(obs, np.zeros(7, np.float32), obs, done=True)
+    with pytest.raises(KeyboardInterrupt):
+        recorder.end_episode(True)
+    assert recorder.close() == tmp_path / "episodes.hdf5"
+    steps, f = recorded(tmp_path / "episodes.hdf5")
+    f.close()
+    assert steps == [1]

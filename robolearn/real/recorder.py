@@ -107,9 +107,12 @@ class EpisodeRecorder:
         return self.path
 
     def close(self) -> Path | None:
-        """End an episode left open (recorded as it is, success unknown); the file, if any."""
+        """End an episode left open (recorded as it is, success unknown), and publish episodes a
+        write did not get to (one interrupted by Ctrl-C); the file, if any."""
         if self._current is not None:
             self.end_episode(None)
+        elif len(self._done) > self.num_written:
+            self._publish()
         return self.path if self.num_written else None
 
     # --- internals -----------------------------------------------------------------------------
