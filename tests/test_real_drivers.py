@@ -121,6 +121,20 @@ def test_target_integrates_but_may_not_lead_a_blocked_arm_by_more_than_max_lead(
     assert z == pytest.approx(0.3 - 0.08)  # not 0.3 - 5 * 0.05
 
 
+def test_an_integrated_target_stays_in_the_workspace_while_the_arm_lags():
+    """The safety layer checks steps against the measured TCP; the target that runs ahead of a
+    lagging arm is clamped into the box by the driver itself."""
+    robot = make_ur(max_lead_pos=0.08)
+    controller = fake_ur_rtde.CONTROLLERS[robot.host]
+    with robot:
+        robot.limit_workspace((0.0, -0.5, 0.25), (1.0, 0.5, 0.6))
+        for _ in range(5):
+            robot.send_action(-np.array([0, 0, 1.0, 0, 0, 0, 0]))
+            controller.tcp_pose[2] = 0.3  # the arm lags
+        z = controller.calls[-1][1][2]
+    assert z == pytest.approx(0.25)  # the box floor, not 0.3 - 0.08
+
+
 def test_ur_refused_command_and_lost_connection_raise_robot_error():
     robot = make_ur()
     with robot:

@@ -109,6 +109,15 @@ def test_workspace_clamp_shortens_the_move_to_the_box_face():
     assert safe.clamps["workspace"] == 1 and safe.fault is None and not arm.stopped
 
 
+def test_the_box_is_handed_to_the_driver_on_connect(monkeypatch):
+    boxes = []
+    monkeypatch.setattr(
+        FakeArm, "limit_workspace", lambda self, low, high: boxes.append((low, high))
+    )
+    layer(**BOX)
+    assert boxes == [(BOX["workspace_low"], BOX["workspace_high"])]
+
+
 def test_a_tcp_outside_the_box_returns_by_capped_steps():
     """A hold action with the TCP above the box: the clamp's way back is itself step-capped."""
     safe, arm = layer(**BOX, on_workspace="clamp", max_pos_step=0.02, on_step="clamp")

@@ -111,6 +111,14 @@ class Robot(Connectable):
         """Bring the arm to rest now (fault path). Default: disconnect."""
         self.disconnect()
 
+    def limit_workspace(self, low: tuple[float, ...], high: tuple[float, ...]) -> None:
+        """Keep every commanded TCP target inside the box ``low..high`` (task frame, m).
+
+        The safety layer checks each step against the *measured* TCP; a driver that integrates
+        its targets (:class:`~robolearn.real.drivers.cartesian.CartesianArm`) can command ahead
+        of a lagging arm, so it clamps the absolute target too. Default: nothing to do (the
+        target is the measured pose plus the checked step)."""
+
     def reset(self) -> Observation:
         """Start an episode (the sim twin re-samples its scene; a real arm moves home).
 

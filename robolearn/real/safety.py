@@ -192,6 +192,8 @@ class SafetyLayer(Robot):
         except ValueError:
             self.robot.disconnect()
             raise
+        if self.config.workspace_low:
+            self.robot.limit_workspace(self.config.workspace_low, self.config.workspace_high)
 
     def disconnect(self) -> None:
         self.robot.disconnect()

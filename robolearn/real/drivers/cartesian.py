@@ -142,6 +142,7 @@ class CartesianArm(Robot):
         self.control_freq = float(control_freq)
         self.max_pos_delta, self.max_rot_delta = max_pos_delta, max_rot_delta
         self.max_lead_pos, self.max_lead_rot = max_lead_pos, max_lead_rot
+        self._box: tuple[np.ndarray, np.ndarray] | None = None  # limit_workspace
         self.frame = TaskFrame(tuple(base_pos), float(base_yaw), tuple(tool_quat))
         self.object_pose_source = resolve_callable(
             object_pose_source, f"{self.name}.object_pose_source"
@@ -276,8 +277,13 @@ class CartesianArm(Robot):
         pos = t_pos + action[:3] * self.max_pos_delta
         rot = rotvec_to_mat(action[3:6] * self.max_rot_delta) @ t_rot
         pos = m_pos + clamp_norm(pos - m_pos, self.max_lead_pos)
+        if self._box is not None:
+            pos = np.clip(pos, *self._box)
         lead = clamp_norm(mat_to_rotvec(rot @ m_rot.T), self.max_lead_rot)
         return pos, rotvec_to_mat(lead) @ m_rot
+
+    def limit_workspace(self, low: tuple[float, ...], high: tuple[float, ...]) -> None:
+        self._box = (np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64))
 
     @contextmanager
     def vendor_call(self, what: str) -> Iterator[None]:
