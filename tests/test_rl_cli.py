@@ -248,9 +248,9 @@ def test_rl_trains_on_sparse_success_that_ends_episodes(workdir):
     from robolearn.assets import conf_dir
 
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        default = rl_cli.parse_config(rl_cli._plain(compose("rl", overrides=list(FAST))))
+        default = rl_cli.parse_config(rl_cli.plain_config(compose("rl", overrides=list(FAST))))
         dense = rl_cli.parse_config(
-            rl_cli._plain(compose("rl", overrides=[*FAST, "task.reward_type=dense"]))
+            rl_cli.plain_config(compose("rl", overrides=[*FAST, "task.reward_type=dense"]))
         )
     assert default.task_overrides["reward_type"] == "sparse"
     assert default.task_overrides["terminate_on_success"] is True
@@ -269,7 +269,7 @@ def test_a_dense_reward_in_episodes_that_end_at_success_is_warned_about(workdir,
     ):
         caplog.clear()
         with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-            config = rl_cli._plain(compose("rl", overrides=[*FAST, *overrides]))
+            config = rl_cli.plain_config(compose("rl", overrides=[*FAST, *overrides]))
         with caplog.at_level(logging.WARNING, logger="robolearn.cli.rl"):
             rl_cli.parse_config(config)
         messages = [r.getMessage() for r in caplog.records if "forfeits" in r.getMessage()]

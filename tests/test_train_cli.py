@@ -122,6 +122,7 @@ def test_eval_changes_the_sampler_of_a_checkpoint(workdir, monkeypatch, capsys, 
     for change, message in (
         ("+policy.samplr=ddpm", "policy config change 'samplr': policy 'diffusion' has no such"),
         ("+policy.mlp.hidden_dim=64", "does not fit policy 'diffusion' with config changes"),
+        ("device=gpu0", "device 'gpu0'"),
     ):
         assert run(eval_cli, *common, change) == 2
         err = capsys.readouterr().err.strip()

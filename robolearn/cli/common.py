@@ -16,9 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import torch
 from hydra.errors import CompactHydraException
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
+
+from robolearn.spec import ObsSpec
 
 #: Exceptions our own checks raise for bad input (DatasetError is a ValueError).
 BAD_INPUT = (ValueError, OSError, KeyError)
@@ -82,6 +85,65 @@ def checkpoint_settings(
         return settings, resolve_checkpoint(to_absolute_path(settings.checkpoint))
     except BAD_INPUT as e:
         fail(prog, e)
+
+
+def plain_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """A composed config as plain, resolved containers."""
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    assert isinstance(data, dict)
+    return data
+
+
+def resume_config(
+    checkpoint: Path,
+    saved: dict[str, Any],
+    current: dict[str, Any],
+    command_line: Sequence[str],
+    resumable: Sequence[str],
+) -> dict[str, Any]:
+    """A checkpoint's ``saved`` config with the command line's overrides of ``resumable`` keys
+    (and keys under them) taken from the ``current`` composed config; any other override is
+    refused: the run's config comes from its checkpoint."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    config = OmegaConf.create(saved)
+    composed = OmegaConf.create(current)
+    for override in OverridesParser.create().parse_overrides(list(command_line)):
+        key = override.key_or_group
+        if override.is_delete() or not any(key == r or key.startswith(r + ".") for r in resumable):
+            raise ValueError(
+                f"cannot override {key!r} when resuming: the run's config comes from its "
+                f"checkpoint; only {', '.join(resumable[:-1])} may change"
+            )
+        OmegaConf.update(config, key, OmegaConf.select(composed, key), merge=False)
+    config.resume = str(checkpoint)
+    return plain_config(config)
+
+
+def parse_device(name: str | None, default: str | torch.device = "cpu") -> torch.device:
+    """``name`` as a torch device (``default`` when None), refusing one this machine lacks."""
+    if name is None:
+        return torch.device(default)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"device {name!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def env_spec(task: str, task_cfg: dict[str, Any]) -> ObsSpec:
+    """The observation/action spec of ``task`` with ``task_cfg`` (also checks both)."""
+    from robolearn.envs.vec_env import VecEnv
+
+    env = VecEnv(task, 1, task_overrides=task_cfg)
+    try:
+        return env.spec
+    finally:
+        env.close()
 
 
 def one_line(message: str) -> str:

@@ -42,6 +42,7 @@ from robolearn.cli.common import (
     EXIT_INTERRUPTED,
     checkpoint_settings,
     fail,
+    parse_device,
     run_hydra_main,
 )
 from robolearn.cli.eval import _task_of
@@ -133,6 +134,7 @@ def run_deployment(settings: DeploySettings, checkpoint: Path, out_dir: Path) ->
     try:
         if settings.threads:
             torch.set_num_threads(settings.threads)
+        parse_device(settings.device)
         policy = load_policy(checkpoint, settings.device, use_ema=settings.use_ema)
         task, task_overrides = _task_of(checkpoint)
         task_cfg = make_task(task, task_overrides).cfg

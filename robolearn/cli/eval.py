@@ -36,6 +36,7 @@ from robolearn.cli.common import (
     EXIT_INTERRUPTED,
     checkpoint_settings,
     fail,
+    parse_device,
     run_hydra_main,
 )
 from robolearn.envs.vec_env import VecEnv
@@ -97,6 +98,7 @@ def run_evaluation(
     """Evaluate ``checkpoint`` in its task; write ``eval_info.json`` (and the video) to
     ``out_dir``. Bad input exits 2, Ctrl-C exits 130."""
     try:
+        parse_device(settings.device)  # a device this machine lacks: one line, exit 2
         if settings.threads:
             torch.set_num_threads(settings.threads)
         policy = load_policy(

@@ -31,7 +31,6 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -43,7 +42,16 @@ from robolearn.checkpoint import (
     read_spec,
     resolve_checkpoint,
 )
-from robolearn.cli.common import BAD_INPUT, EXIT_INTERRUPTED, fail, run_hydra_main
+from robolearn.cli.common import (
+    BAD_INPUT,
+    EXIT_INTERRUPTED,
+    env_spec,
+    fail,
+    parse_device,
+    plain_config,
+    resume_config,
+    run_hydra_main,
+)
 from robolearn.curricula.hooks import attach_curricula, parse_curricula
 from robolearn.envs.vec_env import VecEnv
 from robolearn.rl.ppo import RLConfig
@@ -196,13 +204,13 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: list[str]) -> R
     warm_start = s.init is not None
 
     # The pretrained policy first: a spec mismatch or an unknown kind fails before any sim.
-    env_spec = _env_spec(run.task, run.task_overrides)
+    spec = env_spec(run.task, run.task_overrides)
     source = resume or (Path(s.init) if s.init else None)
     policy = None
     if source is not None:
         kind = read_spec(source)["policy"]["name"]
         policy = load_policy(source, "cpu", use_ema=resume is None)
-        check_policy_env_compatible(policy, env_spec)
+        check_policy_env_compatible(policy, spec)
         if kind not in ("bc", "diffusion", "edm"):
             raise ValueError(
                 f"init checkpoint has policy kind {kind!r}; RL fine-tunes bc, diffusion, edm"
@@ -217,7 +225,7 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: list[str]) -> R
         seed=s.seed,
         task_overrides=run.task_overrides,
     )
-    device = _device(s.device, env.device)
+    device = parse_device(s.device, env.device)
     if device != env.device:
         raise ValueError(
             f"device {device} differs from the sim's device {env.device}; networks and rollout "
@@ -368,7 +376,7 @@ def _main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     try:
         job = prepare(
-            _plain(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+            plain_config(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
         )
     except BAD_INPUT as e:
         fail(PROG, e)
@@ -376,30 +384,12 @@ def _main(cfg: DictConfig) -> None:
 
 
 # --- pieces ----------------------------------------------------------------------------------------
-def _plain(cfg: DictConfig | dict) -> dict[str, Any]:
-    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-    assert isinstance(data, dict)
-    return data
-
-
 def _resume_config(checkpoint: Path, current: dict[str, Any], command_line: list[str]):
     """The checkpoint's config with the command line's resumable overrides applied."""
     saved = load_config(checkpoint)
     if "rl" not in saved or "total_env_steps" not in saved:
         raise ValueError(f"resume={checkpoint} is not a robolearn-rl checkpoint")
-    config = OmegaConf.create(saved)
-    composed = OmegaConf.create(current)
-    for override in OverridesParser.create().parse_overrides(command_line):
-        key = override.key_or_group
-        ok = any(key == r or key.startswith(r + ".") for r in RESUMABLE)
-        if not ok or override.is_delete():
-            raise ValueError(
-                f"cannot override {key!r} when resuming: the run's config comes from its "
-                f"checkpoint; only {', '.join(RESUMABLE[:-1])} may change"
-            )
-        OmegaConf.update(config, key, OmegaConf.select(composed, key), merge=False)
-    config.resume = str(checkpoint)
-    return _plain(config)
+    return resume_config(checkpoint, saved, current, command_line, RESUMABLE)
 
 
 def _warn_if_success_forfeits_reward(task: str, cfg: TaskConfig) -> None:
@@ -414,28 +404,6 @@ def _warn_if_success_forfeits_reward(task: str, cfg: TaskConfig) -> None:
             "task.terminate_on_success=false, or use task.reward_type=sparse",
             task,
         )
-
-
-def _env_spec(task: str, task_cfg: dict[str, Any]):
-    env = VecEnv(task, 1, task_overrides=task_cfg)
-    try:
-        return env.spec
-    finally:
-        env.close()
-
-
-def _device(name: str | None, default: torch.device) -> torch.device:
-    if name is None:
-        return torch.device(default)
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"device {name!r}: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: CUDA is not available on this machine")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
 
 
 def _demo_batches(run: RunConfig, actor: Any, env: VecEnv, device: torch.device):

@@ -26,9 +26,8 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from robolearn.assets import conf_dir
 from robolearn.checkpoint import (
@@ -37,7 +36,16 @@ from robolearn.checkpoint import (
     load_policy,
     resolve_checkpoint,
 )
-from robolearn.cli.common import BAD_INPUT, EXIT_INTERRUPTED, fail, run_hydra_main
+from robolearn.cli.common import (
+    BAD_INPUT,
+    EXIT_INTERRUPTED,
+    env_spec,
+    fail,
+    parse_device,
+    plain_config,
+    resume_config,
+    run_hydra_main,
+)
 from robolearn.data.hdf5 import validate_dataset
 from robolearn.envs.vec_env import VecEnv
 from robolearn.policies import Policy, PolicyConfig, policy_class
@@ -136,7 +144,9 @@ def prepare_or_fail(cfg: DictConfig, prog: str) -> TrainJob:
     """:func:`prepare` in the Hydra job's run dir; bad input exits with status 2."""
     hydra_cfg = HydraConfig.get()
     try:
-        return prepare(_plain(cfg), Path(hydra_cfg.runtime.output_dir), hydra_cfg.overrides.task)
+        return prepare(
+            plain_config(cfg), Path(hydra_cfg.runtime.output_dir), hydra_cfg.overrides.task
+        )
     except BAD_INPUT as e:
         fail(prog, e)
 
@@ -182,16 +192,16 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: Sequence[str]) 
     checkpoint = None
     if config.get("resume") is not None:
         checkpoint = resolve_checkpoint(to_absolute_path(str(config["resume"])))
-        config = _resume_config(checkpoint, config, command_line)
+        config = resume_config(checkpoint, load_config(checkpoint), config, command_line, RESUMABLE)
     config["dataset"] = to_absolute_path(str(config["dataset"]))
     run = parse_config(config)
-    device = _device(run.settings.device)
+    device = parse_device(run.settings.device)
     if run.settings.threads:
         torch.set_num_threads(run.settings.threads)
 
     dataset = Path(run.settings.dataset)
-    env_spec = _env_spec(run.task, run.task_overrides)  # also rejects unknown tasks and keys
-    _check_dataset(dataset, run.task, env_spec)
+    spec = env_spec(run.task, run.task_overrides)  # also rejects unknown tasks and keys
+    _check_dataset(dataset, run.task, spec)
     if checkpoint is None:
         train_set, valid_set = load_datasets(dataset, run.policy_cfg)
         policy = make_policy(run.policy, run.policy_cfg, train_set, run.settings.seed)
@@ -199,7 +209,7 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: Sequence[str]) 
         policy = load_policy(checkpoint, device, use_ema=False)
         train_set, valid_set = load_datasets(dataset, policy.cfg)
         log.info("resuming %s from %s", policy.name, checkpoint)
-    check_policy_env_compatible(policy, env_spec)  # before training, not at its evaluation
+    check_policy_env_compatible(policy, spec)  # before training, not at its evaluation
 
     evaluate = None
     if run.train.eval_every:
@@ -239,12 +249,6 @@ def prepare(config: dict[str, Any], run_dir: Path, command_line: Sequence[str]) 
 
 
 # --- pieces of prepare ---------------------------------------------------------------------------
-def _plain(cfg: DictConfig) -> dict[str, Any]:
-    data = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(data, dict)
-    return data
-
-
 def _policy_config(data: dict[str, Any]) -> tuple[str, PolicyConfig]:
     data = dict(data)
     name = data.pop("name", None)
@@ -254,42 +258,6 @@ def _policy_config(data: dict[str, Any]) -> tuple[str, PolicyConfig]:
     cfg = from_dict(cls.Config, data, path="policy.")
     cfg.validate()
     return name, cfg
-
-
-def _resume_config(
-    checkpoint: Path, current: dict[str, Any], command_line: Sequence[str]
-) -> dict[str, Any]:
-    """The checkpoint's config with the command line's resumable overrides applied."""
-    config = OmegaConf.create(load_config(checkpoint))
-    composed = OmegaConf.create(current)
-    for override in OverridesParser.create().parse_overrides(list(command_line)):
-        key = override.key_or_group
-        if key.split(".")[0] not in RESUMABLE or override.is_delete():
-            raise ValueError(
-                f"cannot override {key!r} when resuming: the run's config comes from its "
-                f"checkpoint; only {', '.join(RESUMABLE[:-1])} may change"
-            )
-        OmegaConf.update(config, key, OmegaConf.select(composed, key), merge=False)
-    config.resume = str(checkpoint)
-    return _plain(config)
-
-
-def _device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"device {name!r}: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: CUDA is not available on this machine")
-    return device
-
-
-def _env_spec(task: str, task_cfg: dict[str, Any]) -> ObsSpec:
-    env = VecEnv(task, 1, task_overrides=task_cfg)
-    try:
-        return env.spec
-    finally:
-        env.close()
 
 
 def _check_dataset(path: Path, task: str, env_spec: ObsSpec) -> None:
