@@ -127,7 +127,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--task", default="lift")
-    p.add_argument("--episode-length", type=int, default=50, help="the task's (for the curve)")
+    p.add_argument(
+        "--episode-length", type=int, default=None, help="for the curve; default: the task's"
+    )
     p.add_argument("--demos", type=int, default=10)
     p.add_argument("--bc-steps", type=int, default=3000)
     p.add_argument("--bc-hidden", default="[256,256,256]")
@@ -141,6 +143,9 @@ def main() -> None:
     p.add_argument("--runs", nargs="*", default=list(RUNS), choices=RUNS)
     p.add_argument("--rl-args", nargs="*", default=[], help="extra robolearn-rl overrides")
     args = p.parse_args()
+    from robolearn.tasks import make_task
+
+    episode_length = args.episode_length or make_task(args.task).cfg.episode_length
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     previous = (
@@ -215,7 +220,7 @@ def main() -> None:
             cmd.insert(1, "rl=dppo")
         commands[run] = "robolearn-rl " + " ".join(cmd[1:])
         timing[run] = sh(cmd, out / f"{run}.log")
-        skip = args.num_envs * args.episode_length
+        skip = args.num_envs * episode_length
         results[run] = {
             **eval_info(run_dir),
             "env_steps": args.budget,

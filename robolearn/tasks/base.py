@@ -22,6 +22,7 @@ from robolearn.sim.scene import SceneConfig
 from robolearn.spec import ActionSpec, ObsSpec, TermSpec
 from robolearn.tasks.control import ArmController, ControlConfig, action_dim
 from robolearn.tasks.domain import DomainConfig, DomainParams
+from robolearn.utils.rotations import yaw_quat
 
 REWARD_TYPES = ("dense", "sparse")
 #: Below this height (m, table top is 0) an object has left the table: the episode terminates.
@@ -229,9 +230,8 @@ class Task(ABC):
         """Write a free object's pose into ``qpos`` rows: position (n, 3), yaw about z (n,)."""
         adr = self.obj_qpos[name]
         qpos[:, adr : adr + 3] = pos.to(qpos.dtype)
-        half = 0.5 * (yaw if yaw is not None else torch.zeros(len(pos), device=self.device))
-        quat = torch.stack([torch.cos(half), 0 * half, 0 * half, torch.sin(half)], dim=-1)
-        qpos[:, adr + 3 : adr + 7] = quat.to(qpos.dtype)
+        yaw = yaw if yaw is not None else torch.zeros(len(pos), device=self.device)
+        qpos[:, adr + 3 : adr + 7] = yaw_quat(yaw).to(qpos.dtype)
 
     def place_on_table(
         self,
