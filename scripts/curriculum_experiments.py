@@ -17,7 +17,8 @@ Training runs ``robolearn-rl`` (one subprocess per run; the commands are printed
 run dirs); evaluation is in-process on the plain task. Prints JSON then a markdown table (with
 each arm's episodes pooled over its seeds) and writes ``<out>/<experiment>_s<seed>.json``
 (``<experiment>_<arm>_s<seed>.json`` with ``--arms``, which runs some arms only, e.g. one per
-core in two invocations; one ``_s<seed>`` per seed run).
+core in two invocations; one ``_s<seed>`` per seed run). Each run's own figures are also in its run
+dir (``result.json``) as soon as it ends, so a later run's failure loses none of them.
 
     python scripts/curriculum_experiments.py privileged --out outputs/curricula --budget 20000000
     python scripts/curriculum_experiments.py ads --out outputs/curricula --demos 20 --budget 5000000
@@ -87,6 +88,8 @@ def train(arm: str, seed: int, overrides: list[str], args: argparse.Namespace) -
         result["final_beta"] = state["privileged"]["beta"]
     if "ads" in state:
         result["final_progress"] = state["ads"]["progress"]
+    # Kept with the run as soon as it is known: a later run that fails loses the report, not this.
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
 
 
