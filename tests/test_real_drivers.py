@@ -276,6 +276,15 @@ def test_franka_with_a_pose_source_matches_the_lift_policy_spec():
         lift.check_compatible(bare.observation_spec, "lift checkpoint vs franka")
 
 
+def test_a_failing_pose_source_is_a_driver_error():
+    def lost(arm: dict) -> dict:
+        raise RuntimeError("marker not visible")
+
+    robot = make_ur(object_pose_source=lost, object_terms=CUBE_TERMS)
+    with robot, pytest.raises(RobotError, match="read the object pose failed.*marker not visible"):
+        robot.get_observation()
+
+
 def test_pose_source_by_import_path_and_missing_terms(monkeypatch):
     module = type(sys)("my_estimator")
     module.source = lambda arm: {"cube_pos": np.zeros(3)}

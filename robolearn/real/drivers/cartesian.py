@@ -235,10 +235,13 @@ class CartesianArm(Robot):
                 raise RobotError(f"{self.name}: the gripper reported no opening")
             obs["gripper_qpos"] = np.full(2, FINGER_OPEN * state.gripper_opening, np.float32)
         stamps = [state.timestamp]
+        # A failing estimator or camera is a driver fault (recorded, the arm stopped), not a crash.
         if self.object_pose_source is not None:
-            obs.update(self._object_terms(dict(obs)))
+            with self.vendor_call("read the object pose"):
+                obs.update(self._object_terms(dict(obs)))
         for cam_name, cam in self.cameras.items():
-            frame = cam.read()
+            with self.vendor_call(f"read camera {cam_name!r}"):
+                frame = cam.read()
             obs[f"{cam_name}_image"] = frame.image
             stamps.append(frame.timestamp)
         self._check_shapes(obs)
