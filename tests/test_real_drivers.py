@@ -285,6 +285,19 @@ def test_a_failing_pose_source_is_a_driver_error():
         robot.get_observation()
 
 
+def test_a_pose_source_timestamp_ages_the_observation():
+    """A tracker that stopped updating makes the whole observation stale (the watchdog's input)."""
+    frozen_at = time.monotonic() - 5.0
+
+    def frozen(arm: dict) -> dict:
+        return {**cube_source(arm), "timestamp": frozen_at}
+
+    with make_ur(object_pose_source=frozen, object_terms=CUBE_TERMS) as robot:
+        assert robot.get_observation()["timestamp"] == pytest.approx(frozen_at)
+    with make_ur(object_pose_source=cube_source, object_terms=CUBE_TERMS) as robot:
+        assert time.monotonic() - robot.get_observation()["timestamp"] < 1.0
+
+
 def test_pose_source_by_import_path_and_missing_terms(monkeypatch):
     module = type(sys)("my_estimator")
     module.source = lambda arm: {"cube_pos": np.zeros(3)}

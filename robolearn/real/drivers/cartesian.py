@@ -106,7 +106,9 @@ class CartesianArm(Robot):
         max_pos_delta, max_rot_delta: action scale, m and rad per step (the training controller's).
         max_lead_pos, max_lead_rot: how far the target may run ahead of the measured TCP.
         base_pos, base_yaw, tool_quat: see :class:`TaskFrame`.
-        object_pose_source: callable (or ``"module:attr"``) mapping the arm terms to object terms.
+        object_pose_source: callable (or ``"module:attr"``) mapping the arm terms to object terms;
+            a ``"timestamp"`` entry (``time.monotonic()`` of the estimate) lets the safety
+            layer's watchdog see a frozen tracker.
         object_terms: name -> shape of the terms ``object_pose_source`` returns.
         cameras: name -> :class:`Camera` (or its config dict) adding ``<name>_image`` terms.
     """
@@ -238,7 +240,10 @@ class CartesianArm(Robot):
         # A failing estimator or camera is a driver fault (recorded, the arm stopped), not a crash.
         if self.object_pose_source is not None:
             with self.vendor_call("read the object pose"):
-                obs.update(self._object_terms(dict(obs)))
+                terms, stamp = self._object_terms(dict(obs))
+            obs.update(terms)
+            if stamp is not None:  # the estimate's own time: a frozen tracker reads as stale
+                stamps.append(stamp)
         for cam_name, cam in self.cameras.items():
             with self.vendor_call(f"read camera {cam_name!r}"):
                 frame = cam.read()
@@ -315,13 +320,17 @@ class CartesianArm(Robot):
         if not self._connected:
             raise RobotError(f"{self.name} is not connected; call connect() first")
 
-    def _object_terms(self, arm_terms: Observation) -> dict[str, np.ndarray]:
+    def _object_terms(self, arm_terms: Observation) -> tuple[dict[str, np.ndarray], float | None]:
+        """The source's object terms, and its ``timestamp`` (time.monotonic() of the estimate)
+        when it gives one."""
         assert self.object_pose_source is not None
         terms = self.object_pose_source(arm_terms)
         missing = sorted(set(self.object_terms) - set(terms))
         if missing:
             raise RobotError(f"{self.name}: object_pose_source returned no {missing}")
-        return {k: np.asarray(terms[k], np.float32) for k in self.object_terms}
+        stamp = terms.get("timestamp")
+        objects = {k: np.asarray(terms[k], np.float32) for k in self.object_terms}
+        return objects, None if stamp is None else float(stamp)
 
     def _check_shapes(self, obs: Observation) -> None:
         for key, term in self._spec.terms.items():
