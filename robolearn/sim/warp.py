@@ -41,8 +41,11 @@ Sizing. Contacts live in one pool of ``nconmax * nworld`` entries shared by all 
 (``nconmax`` is the average per world); constraint rows are a hard ``njmax`` per world. The
 defaults (32 and 128) cover the scripted experts with room to spare: at most 64 rows per world
 for lift and pick_place, 88 for stack (elliptic cones: 4 rows per contact), and ~16 contacts per
-world on average; raise them for busier scenes. A world that runs out sets bits in :attr:`overflow`
-(and MuJoCo Warp prints a warning); its constraint forces are then incomplete.
+world on average; raise them for busier scenes. A world that runs out of constraint rows sets
+bits in :attr:`overflow` (and MuJoCo Warp prints a warning); its constraint forces are then
+incomplete, and :meth:`step` reports it with the diverged worlds. The shared contact pool is
+different: when it fills, MuJoCo Warp (3.x/4.0) skips the remaining contacts of whichever worlds
+come last, flags no world, and only ``nacon > naconmax`` tells; nothing here checks that yet.
 """
 
 from __future__ import annotations
