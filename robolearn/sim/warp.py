@@ -44,7 +44,7 @@ for lift and pick_place, 88 for stack (elliptic cones: 4 rows per contact), and 
 world on average; raise them for busier scenes. A world that runs out of constraint rows sets
 bits in :attr:`overflow` (and MuJoCo Warp prints a warning); its constraint forces are then
 incomplete, and :meth:`step` reports it with the diverged worlds. The shared contact pool is
-different: when it fills, MuJoCo Warp (3.x/4.0) skips the remaining contacts of whichever worlds
+different: when it fills, MuJoCo Warp (4.0.0) skips the remaining contacts of whichever worlds
 come last, flags no world, and only ``nacon > naconmax`` tells; nothing here checks that yet.
 """
 
