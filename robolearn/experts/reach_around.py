@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from robolearn.experts.base import ScriptedExpert
-from robolearn.tasks.control import ControlConfig
 
 # Phases, in order.
 BESIDE_FRONT, BESIDE_BACK, TARGET = range(3)
@@ -26,17 +25,11 @@ SPEED = 0.6  # fraction of the action range
 
 
 class ReachAroundExpert(ScriptedExpert):
-    def __init__(
-        self,
-        num_envs: int,
-        device: torch.device | str,
-        control: ControlConfig | None = None,
-        seed: int = 0,
-    ):
-        super().__init__(num_envs, device, control, seed)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         #: +1 left (positive y), -1 right; drawn at each episode's first step.
-        self.side = torch.ones(num_envs, device=self.device)
-        self.undecided = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        self.side = torch.ones(self.num_envs, device=self.device)
+        self.undecided = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
 
     def reset(self, env_ids: torch.Tensor | None = None) -> None:
         super().reset(env_ids)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from robolearn.experts.base import ScriptedExpert, box_yaw
-from robolearn.tasks.control import ControlConfig
 
 OPEN, CLOSED = -1.0, 1.0
 # Phases, in order; each names where the TCP goes and what the gripper does.
@@ -23,14 +22,8 @@ class StackExpert(ScriptedExpert):
     """Per-world phase machine; a world whose fingers close on nothing, or lose A, restarts from
     ``ABOVE_A``."""
 
-    def __init__(
-        self,
-        num_envs: int,
-        device: torch.device | str,
-        control: ControlConfig | None = None,
-        seed: int = 0,
-    ):
-        super().__init__(num_envs, device, control, seed)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.a_half = torch.zeros(self.num_envs, 1, device=self.device)
         self.yaw = torch.zeros(self.num_envs, device=self.device)
 
