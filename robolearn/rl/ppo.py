@@ -167,6 +167,7 @@ class PPO:
                 },
             ]
         )
+        self._optimised = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.lr = cfg.lr
         # The adaptive rule raises a cautious warm-start rate as the KL allows; a fixed schedule
         # never would, so there rl.lr is the rate.
@@ -176,19 +177,18 @@ class PPO:
         self.bc_coef = cfg.demo_bc_coef
 
     def _snapshot(self) -> dict[str, Any]:
-        """A copy of what an update changes: actor, critic, Adam's moments, the actor's LR."""
-        return copy.deepcopy(
-            {
-                "actor": self.actor.state_dict(),
-                "critic": self.critic.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "lr": self.lr,
-            }
-        )
+        """A copy of what an update changes: the optimised parameters (not a DPPO actor's frozen
+        network), Adam's moments, the actor's LR."""
+        return {
+            "params": [p.detach().clone() for p in self._optimised],
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "lr": self.lr,
+        }
 
     def _restore(self, snapshot: dict[str, Any]) -> None:
-        self.actor.load_state_dict(snapshot["actor"])
-        self.critic.load_state_dict(snapshot["critic"])
+        with torch.no_grad():
+            for p, saved in zip(self._optimised, snapshot["params"], strict=True):
+                p.copy_(saved)
         self.optimizer.load_state_dict(snapshot["optimizer"])
         self.set_lr(snapshot["lr"])
 
@@ -293,8 +293,7 @@ class PPO:
                 self.set_lr(min(cfg.lr_max, self.lr * 1.5))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        norm = nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        norm = nn.utils.clip_grad_norm_(self._optimised, cfg.max_grad_norm)
         if not torch.isfinite(norm):
             raise DivergenceError(f"the PPO gradient norm is {norm.item()} ({_fmt(logs)})")
         self.optimizer.step()

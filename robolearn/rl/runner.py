@@ -164,15 +164,16 @@ class PPORunner:
         # A world whose physics diverged ends its episode by contract, and its final observation
         # may be non-finite (Warp leaves the state as it broke); it is never bootstrapped from.
         diverged = info.get("diverged")
-        counted = ~diverged if diverged is not None else torch.ones_like(bad)
-        groups = [("obs", obs, torch.ones_like(bad))]
+        groups = [("obs", obs, None)]
         if "final_obs" in info:
-            groups.append(("final_obs", info["final_obs"], counted))
+            groups.append(("final_obs", info["final_obs"], None if diverged is None else ~diverged))
         bad_terms: list[tuple[str, torch.Tensor]] = []
         for name, o, rows in groups:
             for group, terms in o.items():
                 for key, x in terms.items():
-                    b = ~torch.isfinite(x).reshape(x.shape[0], -1).all(-1) & rows
+                    b = ~torch.isfinite(x).reshape(x.shape[0], -1).all(-1)
+                    if rows is not None:
+                        b &= rows
                     bad_terms.append((f"{name}[{group!r}][{key!r}]", b))
                     bad |= b
         if not bool(bad.any()):
