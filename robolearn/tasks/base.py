@@ -194,14 +194,11 @@ class Task(ABC):
     ) -> torch.Tensor:
         """Rejection sampling: replace the rows of ``values`` that ``rejected(values)`` (n,) flags
         by ``draw(mask)`` until none is, or raise naming ``what`` after :data:`MAX_REDRAWS`."""
-        bad = rejected(values)
         for _ in range(MAX_REDRAWS):
+            bad = rejected(values)
             if not bad.any():
                 return values
             values[bad] = draw(bad)
-            bad = rejected(values)
-        if not bad.any():
-            return values
         raise ValueError(
             f"task {self.name!r}: no {what} in {MAX_REDRAWS} draws for {int(bad.sum())} worlds; "
             "the sampling ranges leave (almost) no room for it: relax the constraint or widen them"

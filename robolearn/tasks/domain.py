@@ -32,8 +32,9 @@ class DomainConfig:
             if not low <= high:
                 raise ValueError(f"domain range {name}: low {low} > high {high}")
             # A zero or negative scale gives a degenerate body whose physics diverges at once.
-            if (low <= 0) if name.endswith("_scale") else (low < 0):
-                bound = "> 0" if name.endswith("_scale") else ">= 0"
+            is_scale = name.endswith("_scale")
+            if not (low > 0 if is_scale else low >= 0):
+                bound = "> 0" if is_scale else ">= 0"
                 raise ValueError(f"domain range {name}: low {low}; it must be {bound}")
             rows.append((low, high))
         return torch.tensor(rows)
