@@ -175,3 +175,24 @@ def test_lift_flat_success_and_reward_stages():
     place(env, "box", box + torch.tensor([0.0, 0.0, cfg.lift_height + 0.02]))
     assert task.success().all() and (task.lift_progress() == 1).all()
     assert (task.dense_reward() >= 7.0).all()  # lift (2) + success (5) on top of reach
+
+
+@pytest.mark.parametrize(("reach_to", "expected"), [("surface", 0.05), ("center", 0.0860233)])
+def test_lift_flat_reach_is_measured_to_the_box_surface_in_its_own_frame(reach_to, expected):
+    # A box long in x turned 90 degrees about z: its long side now runs along world y.
+    env = make("lift_flat", box_half_size=(0.08, 0.04, 0.01), reach_to=reach_to)
+    env.reset(seed=0)
+    task = env.task
+    place(env, "box", task.eef_pos() - torch.tensor([0.07, 0.0, 0.05]))  # TCP minus box centre
+    adr = task.obj_qpos["box"]
+    yaw_quat = [2**-0.5, 0.0, 0.0, 2**-0.5]
+    env.sim.qpos[:, adr + 3 : adr + 7] = torch.tensor(yaw_quat).to(env.sim.qpos)
+    env.sim.forward()
+    # Surface: 3 cm beyond the 4 cm half-width, 4 cm above the top. Centre: |(0.07, 0, 0.05)|.
+    distance = task.reach_distance()
+    torch.testing.assert_close(distance, torch.full((N,), expected), atol=1e-5, rtol=0)
+
+
+def test_lift_flat_rejects_an_unknown_reach_target():
+    with pytest.raises(ValueError, match="reach_to"):
+        make("lift_flat", reach_to="middle")
