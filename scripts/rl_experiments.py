@@ -22,7 +22,8 @@ towards 100%.
 Everything goes through the console scripts (robolearn-collect/-train/-eval/-rl), one subprocess
 per stage, so the printed commands are the ones to rerun. Prints JSON, then a markdown table.
 Results accumulate in ``<out>/report.json`` over invocations (a run given again replaces its
-entry), so runs can be added one at a time; demos, BC and EDM are reused when present.
+entry), so runs can be added one at a time; demos, BC and EDM are reused when present. The
+report is rewritten after every stage, so a stopped invocation keeps what it finished.
 
     python scripts/rl_experiments.py --out outputs/rl_exp --demos 10 --budget 500000
     python scripts/rl_experiments.py --out /tmp/pilot --demos 10 --budget 300000 --runs ppo_bc_reg
@@ -123,6 +124,34 @@ def evaluate(name: str, checkpoint: Path, args: argparse.Namespace, out: Path):
     return {**eval_info(out / f"{name}_eval"), "env_steps": 0}, seconds
 
 
+def save_report(
+    out: Path,
+    args: argparse.Namespace,
+    results: dict[str, Any],
+    timing: dict[str, float],
+    commands: dict[str, str],
+) -> dict[str, Any]:
+    """Write ``<out>/report.json`` with what has finished so far (temp file, then rename), so a
+    stopped invocation keeps its finished runs; the report written."""
+    report = {
+        "task": args.task,
+        "demos": args.demos,
+        "bc_steps": args.bc_steps,
+        "edm_steps": args.edm_steps,
+        "budget_env_steps": args.budget,
+        "num_envs": args.num_envs,
+        "eval_episodes": args.eval_episodes,
+        "results": results,
+        "wall_s": {k: round(v, 1) for k, v in timing.items()}
+        | {"total": round(sum(timing.values()), 1)},
+        "commands": commands,
+    }
+    partial = out / "report.json.partial"
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    partial.replace(out / "report.json")
+    return report
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True)
@@ -193,6 +222,7 @@ def main() -> None:
         if seconds is not None:
             timing[f"{name}_train"] = seconds
         results[name], timing[f"{name}_eval"] = evaluate(name, out / name, args, out)
+        save_report(out, args, results, timing, commands)
 
     init = {"ppo_bc_reg": "bc", "ppo_bc_noreg": "bc", "dppo_edm": "edm"}
     for run in args.runs:
@@ -226,21 +256,9 @@ def main() -> None:
             "env_steps": args.budget,
             "env_steps_to_train_success": steps_to_levels(run_dir, args.levels, args.smooth, skip),
         }
+        save_report(out, args, results, timing, commands)
 
-    report = {
-        "task": args.task,
-        "demos": args.demos,
-        "bc_steps": args.bc_steps,
-        "edm_steps": args.edm_steps,
-        "budget_env_steps": args.budget,
-        "num_envs": args.num_envs,
-        "eval_episodes": args.eval_episodes,
-        "results": results,
-        "wall_s": {k: round(v, 1) for k, v in timing.items()}
-        | {"total": round(sum(timing.values()), 1)},
-        "commands": commands,
-    }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report = save_report(out, args, results, timing, commands)
     print(json.dumps(report, indent=2))
     levels = [str(level) for level in args.levels]
     print(
