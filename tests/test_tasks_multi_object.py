@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from robolearn.envs import VecEnv
+from robolearn.experts import make_expert
 from robolearn.experts.base import ScriptedExpert
 from robolearn.tasks.control import FINGER_OPEN
 
@@ -166,15 +167,26 @@ def test_lift_flat_cannot_be_grasped_from_above_where_it_lies():
 
 
 def test_lift_flat_success_and_reward_stages():
-    env = make("lift_flat")
+    env = make("lift_flat", terminate_on_success=False)
     env.reset(seed=7)
     task, cfg = env.task, env.task.cfg
     box = task.object_pos("box")
     at_reset = task.dense_reward()
     assert (task.lift_progress() == 0).all() and (at_reset <= 1.0).all()  # only the reach term
+    # A box in the air that the gripper does not hold (thrown) pays the lift term, and no success.
     place(env, "box", box + torch.tensor([0.0, 0.0, cfg.lift_height + 0.02]))
-    assert task.success().all() and (task.lift_progress() == 1).all()
-    assert (task.dense_reward() >= 7.0).all()  # lift (2) + success (5) on top of reach
+    assert not task.success().any() and (task.lift_progress() == 1).all()
+    assert (task.dense_reward() < 3.0).all()
+    # The scripted expert's held lift pays lift (2) + success (5) on top of reach.
+    expert = make_expert("lift_flat", N, env.device, cfg.control)
+    obs, _ = env.reset(seed=7)
+    succeeded = torch.zeros(N, dtype=torch.bool)
+    for _ in range(cfg.episode_length - 1):
+        obs, reward, *_ = env.step(expert(obs["policy"]))
+        held = task.success()
+        assert (task.grasped("box")[held]).all() and (reward[held] >= 7.0).all()
+        succeeded |= held
+    assert succeeded.float().mean() >= 0.75
 
 
 @pytest.mark.parametrize(("reach_to", "expected"), [("surface", 0.05), ("center", 0.0860233)])

@@ -42,7 +42,7 @@ class LiftFlatConfig(TaskConfig):
     xy_low: tuple[float, float] = (0.42, -0.02)
     xy_high: tuple[float, float] = (0.52, 0.04)
     max_yaw: float = 0.2  # rad, uniform in [-max_yaw, max_yaw]
-    lift_height: float = 0.1  # m, box centre above the table top for success
+    lift_height: float = 0.1  # m, box centre above the table top, held, for success
     reach_to: str = "surface"  # the dense reach term's target: the box's "surface" or "center"
 
     def validate(self) -> None:
@@ -113,7 +113,10 @@ class LiftFlat(Task):
         return outside.norm(dim=-1)
 
     def success(self) -> torch.Tensor:
-        return self.object_pos("box")[:, 2] > self.cfg.lift_height
+        """The box is above ``lift_height`` *and held* (both pads on it, fingers not shut): a
+        finger driven fast between the thin box and the table pops it 10 cm into the air, and
+        without the grasp those throws counted as lifts (docs/benchmarks.md)."""
+        return (self.object_pos("box")[:, 2] > self.cfg.lift_height) & self.grasped("box")
 
     def dense_reward(self) -> torch.Tensor:
         reach = closeness(self.reach_distance())
