@@ -184,9 +184,27 @@ def test_lift_flat_success_and_reward_stages():
     for _ in range(cfg.episode_length - 1):
         obs, reward, *_ = env.step(expert(obs["policy"]))
         held = task.success()
-        assert (task.grasped("box")[held]).all() and (reward[held] >= 7.0).all()
+        assert (task.pinched("box")[held]).all() and (reward[held] >= 7.0).all()
         succeeded |= held
     assert succeeded.float().mean() >= 0.75
+
+
+def test_a_box_is_pinched_only_between_the_pads(monkeypatch):
+    env = make("lift_flat")
+    env.reset(seed=0)
+    task = env.task
+    monkeypatch.setattr(task, "pad_contact", lambda: torch.ones(N, 2))  # both pads touch
+    pads = torch.stack([task.sim.site_xpos[:, s].float() for s in task.pad_sites])
+    between = pads.mean(0)
+    place(env, "box", between)  # the segment between the pads crosses the box
+    assert task.pinched("box").all()
+    place(env, "box", between + torch.tensor([0.0, 0.0, 0.04]))  # resting on the fingers
+    assert not task.pinched("box").any() and task.grasped("box").all()
+    place(env, "box", between + torch.tensor([0.0, 0.0, -0.04]))  # hanging below them
+    assert not task.pinched("box").any()
+    monkeypatch.setattr(task, "pad_contact", lambda: torch.tensor([[1.0, 0.0]]).repeat(N, 1))
+    place(env, "box", between)
+    assert not task.pinched("box").any()  # one pad alone holds nothing
 
 
 @pytest.mark.parametrize(("reach_to", "expected"), [("surface", 0.05), ("center", 0.0860233)])

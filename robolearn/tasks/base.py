@@ -148,6 +148,7 @@ class Task(ABC):
         self.controller = ArmController(sim, self.cfg.control)
         self.tcp = model.site("tcp").id
         self.pad_sensors = [model.sensor(n).adr[0] for n in ("left_pad_touch", "right_pad_touch")]
+        self.pad_sites = [model.site(n).id for n in ("left_pad", "right_pad")]
         self.home_qpos = torch.as_tensor(
             model.key("home").qpos, device=self.device, dtype=sim.dtype
         )
@@ -286,6 +287,23 @@ class Task(ABC):
         ) < 0.02 + self.object_half_size[name].max(-1).values
         closing = self.gripper_qpos().sum(-1) > 0.004
         return (self.pad_contact().sum(-1) == 2) & closing & between
+
+    def pinched(self, name: str) -> torch.Tensor:
+        """(N,) bool: both pads touch and the object lies *between* them: the segment from one
+        pad's centre to the other crosses the object's box. Stricter than :meth:`grasped`,
+        which a box balanced on the outside of the fingers also passes."""
+        centre, rot = self.object_pos(name), self.object_mat(name).view(-1, 3, 3)
+        left, right = (self.sim.site_xpos[:, s].float() - centre for s in self.pad_sites)
+        # Both pads in the object's frame (row vector @ R = R^T v), then a slab test.
+        start = (left.unsqueeze(-2) @ rot).squeeze(-2)
+        along = (right.unsqueeze(-2) @ rot).squeeze(-2) - start
+        half = self.object_half_size[name]
+        safe = torch.where(along.abs() < 1e-9, torch.full_like(along, 1e-9), along)
+        t1, t2 = (-half - start) / safe, (half - start) / safe
+        enter = torch.minimum(t1, t2).max(dim=-1).values.clamp(min=0.0)
+        leave = torch.maximum(t1, t2).min(dim=-1).values.clamp(max=1.0)
+        crosses = enter <= leave
+        return (self.pad_contact().sum(-1) == 2) & crosses
 
     # --- observations --------------------------------------------------------------------------
     def observations(self) -> dict[str, torch.Tensor]:
