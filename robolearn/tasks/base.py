@@ -288,15 +288,17 @@ class Task(ABC):
         closing = self.gripper_qpos().sum(-1) > 0.004
         return (self.pad_contact().sum(-1) == 2) & closing & between
 
+    def in_object_frame(self, name: str, points: torch.Tensor) -> torch.Tensor:
+        """World ``points`` (N, 3) in object ``name``'s frame, relative to its centre, (N, 3)."""
+        offset = points.float() - self.object_pos(name)
+        return (offset.unsqueeze(-2) @ self.object_mat(name).view(-1, 3, 3)).squeeze(-2)
+
     def pinched(self, name: str) -> torch.Tensor:
         """(N,) bool: both pads touch and the object lies *between* them: the segment from one
         pad's centre to the other crosses the object's box. Stricter than :meth:`grasped`,
         which a box balanced on the outside of the fingers also passes."""
-        centre, rot = self.object_pos(name), self.object_mat(name).view(-1, 3, 3)
-        left, right = (self.sim.site_xpos[:, s].float() - centre for s in self.pad_sites)
-        # Both pads in the object's frame (row vector @ R = R^T v), then a slab test.
-        start = (left.unsqueeze(-2) @ rot).squeeze(-2)
-        along = (right.unsqueeze(-2) @ rot).squeeze(-2) - start
+        start, end = (self.in_object_frame(name, self.sim.site_xpos[:, s]) for s in self.pad_sites)
+        along = end - start  # then a slab test against the box
         half = self.object_half_size[name]
         safe = torch.where(along.abs() < 1e-9, torch.full_like(along, 1e-9), along)
         t1, t2 = (-half - start) / safe, (half - start) / safe

@@ -105,10 +105,9 @@ class LiftFlat(Task):
     def reach_distance(self) -> torch.Tensor:
         """(N,) m from the TCP to the box: to its nearest surface point (0 inside), or to its
         centre with ``reach_to="center"``."""
-        offset = self.eef_pos() - self.object_pos("box")
+        local = self.in_object_frame("box", self.eef_pos())
         if self.cfg.reach_to == "center":
-            return offset.norm(dim=-1)
-        local = (offset.unsqueeze(-2) @ self.object_mat("box").view(-1, 3, 3)).squeeze(-2)
+            return local.norm(dim=-1)
         outside = (local.abs() - self.object_half_size["box"]).clamp(min=0.0)
         return outside.norm(dim=-1)
 
