@@ -1,6 +1,8 @@
+import importlib.util
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -47,3 +49,17 @@ def lift_data(tmp_path_factory) -> LiftData:
     data = DemoDataset(path)
     batch = default_collate([data[i] for i in range(len(data))])
     return LiftData(data.spec, Normalizer.fit(data.stats_arrays()), batch, path)
+
+
+@pytest.fixture
+def load_script():
+    """Import a file of ``scripts/`` as a module, by its stem: ``load_script("rl_experiments")``."""
+
+    def load(stem: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{stem}.py"
+        spec = importlib.util.spec_from_file_location(stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

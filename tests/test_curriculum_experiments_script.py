@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "curriculum_experiments.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("curriculum_experiments", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_table_pools_an_arms_episodes_over_its_seeds() -> None:
-    script = load_script()
+def test_the_table_pools_an_arms_episodes_over_its_seeds(load_script) -> None:
+    script = load_script("curriculum_experiments")
     results = [
         {
             "arm": "ads",
@@ -50,12 +38,12 @@ def test_the_table_pools_an_arms_episodes_over_its_seeds() -> None:
     assert rows[-1] == "(600 evaluation episodes in all; Wilson 95% intervals)"
 
 
-def test_each_run_keeps_its_result_beside_it(tmp_path, monkeypatch) -> None:
+def test_each_run_keeps_its_result_beside_it(load_script, tmp_path, monkeypatch) -> None:
     """Written as the run ends, so that a later run's failure loses no finished figures."""
     import argparse
     import json
 
-    script = load_script()
+    script = load_script("curriculum_experiments")
     info = {"success_rate": 0.5, "successes": 1, "ci95": [0.1, 0.9], "n_episodes": 2}
 
     def fake_rl(module, overrides, log):

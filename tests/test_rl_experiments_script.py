@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "rl_experiments.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("rl_experiments", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_report_is_written_after_each_stage(tmp_path, monkeypatch) -> None:
-    script = load_script()
+def test_the_report_is_written_after_each_stage(load_script, tmp_path, monkeypatch) -> None:
+    script = load_script("rl_experiments")
     (tmp_path / "lift_10demos.hdf5").write_bytes(b"")  # present: not collected again
     bc = {"success_rate": 0.5, "successes": 1, "ci95": [0.1, 0.9], "n_episodes": 2}
     monkeypatch.setattr(script, "train_policy", lambda *a: (["robolearn.cli.train"], 1.0))
