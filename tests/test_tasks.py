@@ -68,10 +68,10 @@ def test_no_success_at_reset_and_reward_types(name):
 def test_cube_at_target_succeeds_and_pays_most(name):
     env = make(name)
     env.reset(seed=3)
-    before = env.task.dense_reward()
+    before = env.task.dense_reward(env.task.success())
     place_cube(env, env.task.target)
     assert env.task.success().all()
-    assert (env.task.dense_reward() > before).all()
+    assert (env.task.dense_reward(env.task.success()) > before).all()
     sparse = make(name, reward_type="sparse")
     sparse.reset(seed=3)
     place_cube(sparse, sparse.task.target)

@@ -60,7 +60,7 @@ def test_rewards_and_no_success_at_reset(name):
     env.reset(seed=2)
     task = env.task
     assert not task.success().any()
-    dense = task.dense_reward()
+    dense = task.dense_reward(task.success())
     assert dense.shape == (N,) and torch.isfinite(dense).all() and (dense >= 0).all()
     sparse = make(name, reward_type="sparse")
     sparse.reset(seed=2)
@@ -84,12 +84,14 @@ def test_stack_success_means_a_resting_on_b():
     env = make("stack", reward_type="dense")
     env.reset(seed=4)
     task, cfg = env.task, env.task.cfg
-    at_reset = task.dense_reward()
+    at_reset = task.dense_reward(task.success())
     b = task.object_pos("cube_b")
     on_top = b + torch.tensor([0.0, 0.0, cfg.cube_a_half_size + cfg.cube_b_half_size])
     place(env, "cube_a", on_top)
     assert task.success().all()
-    assert (task.dense_reward() == 2.0).all() and (task.dense_reward() > at_reset).all()
+    assert (task.dense_reward(task.success()) == 2.0).all() and (
+        task.dense_reward(task.success()) > at_reset
+    ).all()
     # Hovering above B, or beside it, is not stacked.
     place(env, "cube_a", on_top + torch.tensor([0.0, 0.0, 0.03]))
     assert not task.success().any()
@@ -171,12 +173,12 @@ def test_lift_flat_success_and_reward_stages():
     env.reset(seed=7)
     task, cfg = env.task, env.task.cfg
     box = task.object_pos("box")
-    at_reset = task.dense_reward()
+    at_reset = task.dense_reward(task.success())
     assert (task.lift_progress() == 0).all() and (at_reset <= 1.0).all()  # only the reach term
     # A box in the air that the gripper does not hold (thrown) pays the lift term, and no success.
     place(env, "box", box + torch.tensor([0.0, 0.0, cfg.lift_height + 0.02]))
     assert not task.success().any() and (task.lift_progress() == 1).all()
-    assert (task.dense_reward() < 3.0).all()
+    assert (task.dense_reward(task.success()) < 3.0).all()
     # The scripted expert's held lift pays lift (2) + success (5) on top of reach.
     expert = make_expert("lift_flat", N, env.device, cfg.control)
     obs, _ = env.reset(seed=7)

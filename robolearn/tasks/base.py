@@ -96,9 +96,10 @@ class Task(ABC):
         """Task observation terms of the ``policy`` group, (N, d) float32 each."""
 
     @abstractmethod
-    def dense_reward(self) -> torch.Tensor:
+    def dense_reward(self, success: torch.Tensor) -> torch.Tensor:
         """(N,) shaped reward, never negative (``robolearn-rl`` warns when such a reward meets
-        episodes that end at success: ending would forfeit it)."""
+        episodes that end at success: ending would forfeit it). ``success``: this step's (N,)
+        flags, computed once by the env for the reward and the termination alike."""
 
     @abstractmethod
     def success(self) -> torch.Tensor:
@@ -253,9 +254,10 @@ class Task(ABC):
 
     def reward(self, success: torch.Tensor | None = None) -> torch.Tensor:
         """(N,) reward of the configured type; ``success`` as in :meth:`terminated`."""
+        success = self.success() if success is None else success
         if self.cfg.reward_type == "sparse":
-            return (self.success() if success is None else success).float()
-        return self.dense_reward()
+            return success.float()
+        return self.dense_reward(success)
 
     # --- state accessors (float32) ------------------------------------------------------------
     def eef_pos(self) -> torch.Tensor:

@@ -26,7 +26,7 @@ class Lift(CubeTask):
     def success(self) -> torch.Tensor:
         return (self.cube_height() > self.cfg.lift_height) & self.grasped(CUBE)
 
-    def dense_reward(self) -> torch.Tensor:
+    def dense_reward(self, success: torch.Tensor) -> torch.Tensor:
         """Reach and grasp (0.5), then height while grasped (0.5): 1 at success."""
         progress = (self.cube_height() / self.cfg.lift_height).clamp(0.0, 1.0)
         return self.reach_and_grasp() + 0.5 * self.grasped(CUBE).float() * progress

@@ -40,6 +40,6 @@ class PickPlace(CubeTargetTask):
     def target_distance(self) -> torch.Tensor:
         return (self.cube_pos() - self.target).norm(dim=-1)
 
-    def dense_reward(self) -> torch.Tensor:
+    def dense_reward(self, success: torch.Tensor) -> torch.Tensor:
         """Reach and grasp (0.5) plus the cube near the target (0.5): 1 when held at the target."""
         return self.reach_and_grasp() + 0.5 * closeness(self.target_distance(), scale=5.0)

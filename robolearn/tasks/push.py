@@ -39,7 +39,7 @@ class Push(CubeTargetTask):
     def success(self) -> torch.Tensor:
         return super().success() & (self.cube_height() < ON_TABLE_TOL)
 
-    def dense_reward(self) -> torch.Tensor:
+    def dense_reward(self, success: torch.Tensor) -> torch.Tensor:
         """TCP near the cube (0.25) and the cube near the target (0.75): at most 1."""
         near = closeness((self.cube_pos() - self.eef_pos()).norm(dim=-1))
         return 0.25 * near + 0.75 * closeness(self.target_distance(), scale=5.0)

@@ -38,7 +38,7 @@ class Reach(Task):
     def distance(self) -> torch.Tensor:
         return (self.target - self.eef_pos()).norm(dim=-1)
 
-    def dense_reward(self) -> torch.Tensor:
+    def dense_reward(self, success: torch.Tensor) -> torch.Tensor:
         return closeness(self.distance())
 
     def success(self) -> torch.Tensor:
