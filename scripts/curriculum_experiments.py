@@ -42,6 +42,7 @@ import torch
 from robolearn.checkpoint import load_config, load_policy, load_training_state, resolve_checkpoint
 from robolearn.envs.vec_env import VecEnv
 from robolearn.eval.evaluate import evaluate
+from robolearn.utils.files import write_text_atomic
 from robolearn.utils.stats import wilson_interval
 
 
@@ -89,7 +90,7 @@ def train(arm: str, seed: int, overrides: list[str], args: argparse.Namespace) -
     if "ads" in state:
         result["final_progress"] = state["ads"]["progress"]
     # Kept with the run as soon as it is known: a later run that fails loses the report, not this.
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    write_text_atomic(run_dir / "result.json", json.dumps(result, indent=2))
     return result
 
 
@@ -299,7 +300,7 @@ def main() -> None:
     # one file per invocation: arms and seeds run side by side must not overwrite each other
     seeds = [f"s{seed}" for seed in args.seeds]
     out = (args.out / "_".join([args.experiment, *(args.arms or []), *seeds])).with_suffix(".json")
-    out.write_text(json.dumps(results, indent=2))
+    write_text_atomic(out, json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     print(table(results))
 

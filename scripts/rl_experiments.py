@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from robolearn.utils.files import write_text_atomic
+
 RUNS = ("ppo_bc_reg", "ppo_bc_noreg", "ppo_scratch", "ppo_scratch_dense", "dppo_edm")
 #: Task overrides of a run on the task's own dense reward (RL's default is sparse success).
 DENSE = ("task.reward_type=dense", "task.terminate_on_success=false")
@@ -146,9 +148,7 @@ def save_report(
         | {"total": round(sum(timing.values()), 1)},
         "commands": commands,
     }
-    partial = out / "report.json.partial"
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    partial.replace(out / "report.json")
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

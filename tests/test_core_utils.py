@@ -9,6 +9,7 @@ import torch
 from robolearn.spec import ActionSpec, ObsSpec, TermSpec
 from robolearn.tasks.domain import DomainConfig, DomainParams
 from robolearn.utils.config import from_dict
+from robolearn.utils.files import write_text_atomic
 from robolearn.utils.rotations import axis_angle_to_mat, mat_to_axis_angle, mat_to_quat, quat_to_mat
 
 
@@ -112,3 +113,11 @@ def test_mat_to_quat_near_half_turns():
     q = mat_to_quat(m)
     assert torch.allclose(quat_to_mat(q), m, atol=1e-5)
     assert (q[:, 0] >= 0).all()
+
+
+def test_write_text_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text("old")
+    assert write_text_atomic(path, "new") == path
+    assert path.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]

@@ -23,7 +23,6 @@ import inspect
 import json
 import logging
 import math
-import os
 import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ from robolearn.real.safety import (
     start_keyboard_estop,
 )
 from robolearn.tasks import make_task
+from robolearn.utils.files import write_text_atomic
 from robolearn.utils.stats import wilson_interval
 
 PROG = "robolearn-deploy"
@@ -276,9 +276,7 @@ def _report(
     }
     path = out_dir / DEPLOY_INFO_FILE
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(info, indent=2))
     return DeployReport(episodes, successes, len(known), ci95, recording, path, exit_code)
 
 

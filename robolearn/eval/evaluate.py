@@ -29,6 +29,7 @@ from robolearn.checkpoint import check_policy_env_compatible
 from robolearn.envs.vec_env import VecEnv
 from robolearn.eval.runner import ChunkedPolicyRunner, ChunkPolicy
 from robolearn.eval.video import VideoRecorder
+from robolearn.utils.files import write_text_atomic
 from robolearn.utils.stats import wilson_interval
 
 EVAL_INFO_FILE = "eval_info.json"
@@ -77,13 +78,7 @@ class EvalResult:
         if path.is_dir():
             path = path / EVAL_INFO_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w") as f:
-            f.write(self.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, self.to_json())
 
 
 def evaluate(
