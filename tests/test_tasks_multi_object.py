@@ -225,6 +225,19 @@ def test_lift_flat_reach_is_measured_to_the_box_surface_in_its_own_frame(reach_t
     torch.testing.assert_close(distance, torch.full((N,), expected), atol=1e-5, rtol=0)
 
 
-def test_lift_flat_rejects_an_unknown_reach_target():
-    with pytest.raises(ValueError, match="reach_to"):
-        make("lift_flat", reach_to="middle")
+def test_lift_flat_can_pay_the_lift_only_while_the_box_is_pinched(monkeypatch):
+    env = make("lift_flat", terminate_on_success=False, lift_paid="pinched")
+    env.reset(seed=7)
+    task = env.task
+    place(env, "box", task.object_pos("box") + torch.tensor([0.0, 0.0, task.cfg.lift_height]))
+    assert (task.lift_progress() == 1).all()
+    reach_only = task.dense_reward(task.success())
+    assert (reach_only <= 1.0).all()  # thrown, not pinched: no lift term
+    monkeypatch.setattr(task, "pinched", lambda name: torch.ones(N, dtype=torch.bool))
+    torch.testing.assert_close(task.dense_reward(task.success()), reach_only + 2.0 + 5.0)
+
+
+@pytest.mark.parametrize(("key", "value"), [("reach_to", "middle"), ("lift_paid", "grasped")])
+def test_lift_flat_rejects_an_unknown_reward_option(key, value):
+    with pytest.raises(ValueError, match=key):
+        make("lift_flat", **{key: value})

@@ -44,12 +44,18 @@ class LiftFlatConfig(TaskConfig):
     max_yaw: float = 0.2  # rad, uniform in [-max_yaw, max_yaw]
     lift_height: float = 0.1  # m, box centre above the table top, held, for success
     reach_to: str = "surface"  # the dense reach term's target: the box's "surface" or "center"
+    #: When the dense lift term pays: "always" (the box's rise alone) or only while "pinched".
+    lift_paid: str = "always"
 
     def validate(self) -> None:
         super().validate()
         if self.reach_to not in ("surface", "center"):
             raise ValueError(
                 f"lift_flat.reach_to must be 'surface' or 'center', got {self.reach_to!r}"
+            )
+        if self.lift_paid not in ("always", "pinched"):
+            raise ValueError(
+                f"lift_flat.lift_paid must be 'always' or 'pinched', got {self.lift_paid!r}"
             )
 
     @property
@@ -120,8 +126,7 @@ class LiftFlat(Task):
 
     def dense_reward(self, success: torch.Tensor) -> torch.Tensor:
         reach = closeness(self.reach_distance())
-        return (
-            REACH_WEIGHT * reach
-            + LIFT_WEIGHT * self.lift_progress()
-            + SUCCESS_WEIGHT * success.float()
-        )
+        lift = self.lift_progress()
+        if self.cfg.lift_paid == "pinched":
+            lift = lift * self.pinched("box").float()
+        return REACH_WEIGHT * reach + LIFT_WEIGHT * lift + SUCCESS_WEIGHT * success.float()
