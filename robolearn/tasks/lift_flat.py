@@ -14,7 +14,8 @@ to the box's nearest surface point, not its centre: the box is twice as wide as 
 opening, so every place where it can be pushed or pinched lies 8 cm or more from its centre, and a
 reach to the centre (0.34 there against 1 above the centre) pays the policy to hover over the
 middle of the box, away from the skill (docs/benchmarks.md). ``reach_to="center"`` restores the
-earlier term.
+earlier term. ``lift_paid="pinched"`` pays the lift term only while the box is pinched, so that
+neither a box floated by a privileged force nor one tipped against the gripper earns it.
 """
 
 from __future__ import annotations
