@@ -45,7 +45,7 @@ from robolearn.data.normalizer import Normalizer
 from robolearn.policies import Policy, policy_class
 from robolearn.spec import ObsSpec
 from robolearn.utils.config import from_dict
-from robolearn.utils.files import fsync_path
+from robolearn.utils.files import fsync_entry, fsync_path, write_text_atomic, write_text_synced
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
@@ -84,8 +84,8 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.", suffix=".tmp", dir=ckpt_dir.parent))
     try:
         _write_weights(tmp / MODEL_FILE, policy, ema)
-        _write_text(tmp / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
-        _write_text(tmp / SPEC_FILE, json.dumps(_spec_dict(policy), indent=2))
+        write_text_synced(tmp / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(config)))
+        write_text_synced(tmp / SPEC_FILE, json.dumps(_spec_dict(policy), indent=2))
         if training_state is not None:
             _write_training_state(tmp / TRAINING_STATE_DIR, training_state)
         fsync_path(tmp)
@@ -105,15 +105,7 @@ def update_pointer(run_dir: PathLike, ckpt_dir: PathLike, name: str = LAST_POINT
     if not (ckpt_dir / MODEL_FILE).is_file():
         raise FileNotFoundError(f"checkpoint dir {ckpt_dir} has no {MODEL_FILE}")
     target = os.path.relpath(ckpt_dir.resolve(), run_dir.resolve())
-    pointer = run_dir / name
-    tmp = run_dir / f".{name}.{uuid.uuid4().hex}.tmp"
-    try:
-        _write_text(tmp, target + "\n")
-        os.replace(tmp, pointer)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_path(run_dir)
-    return pointer
+    return write_text_atomic(run_dir / name, target + "\n")
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -370,7 +362,7 @@ def _write_training_state(state_dir: Path, training_state: Mapping[str, Any]) ->
         text = json.dumps(plain, indent=2)
     except TypeError as err:
         raise ValueError(f"training_state values must be mappings or JSON values: {err}") from None
-    _write_text(state_dir / STATE_FILE, text)
+    write_text_synced(state_dir / STATE_FILE, text)
 
 
 def _follow_pointer(run_dir: Path, name: str) -> Path:
@@ -394,13 +386,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
         old = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.old")
         os.rename(dst, old)
     os.rename(src, dst)
-    fsync_path(dst.parent)
+    fsync_entry(dst.parent)  # the rename; the other checkpoints in it were synced when saved
     if old is not None:
         shutil.rmtree(old)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())

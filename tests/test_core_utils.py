@@ -121,3 +121,20 @@ def test_write_text_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path):
     assert write_text_atomic(path, "new") == path
     assert path.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_write_text_atomic_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    import robolearn.utils.files as files
+
+    path = tmp_path / "report.json"
+    path.write_text("old")
+
+    def fail(tmp, text):
+        tmp.write_text(text[:2])  # a partial temporary, then the failure
+        raise OSError("disk full")
+
+    monkeypatch.setattr(files, "write_text_synced", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_text_atomic(path, "new")
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]

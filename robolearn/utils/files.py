@@ -4,6 +4,7 @@ one under the final name, never an empty or truncated one."""
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 
@@ -13,6 +14,11 @@ def fsync_path(path: Path) -> None:
         for child in path.iterdir():
             if child.is_dir():
                 fsync_path(child)
+    fsync_entry(path)
+
+
+def fsync_entry(path: Path) -> None:
+    """Flush one file, or one directory's own entries (not those of the directories inside it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -20,14 +26,25 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a hidden temporary file beside it, flushed to disk and
-    then renamed over it: a reader or a crash sees the old content or the new, never a part."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
+def write_text_synced(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` and flush it to disk (no rename: for files inside a temporary
+    directory that is itself renamed into place)."""
+    with open(path, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a uniquely named hidden file beside it, flushed, renamed
+    over it, and the directory entry flushed: a reader or a crash sees the old content or the new,
+    never a part, and concurrent writers never share a temporary."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write_text_synced(tmp, text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_entry(path.parent)  # the rename itself; the directories beside it are not ours
     return path
