@@ -398,3 +398,33 @@ def test_update_threads_are_restored_after_the_update():
     with torch_threads(before + 1):
         assert torch.get_num_threads() == before + 1
     assert torch.get_num_threads() == before
+
+
+def test_an_entropy_bonus_alone_cannot_push_a_fresh_actors_std_past_its_ceiling():
+    """Actions are clipped to [-1, 1] (normalised), so std beyond ``scratch.max_std`` is entropy
+    for nothing; with the old ceiling of e^2 an unopposed bonus drove every dim there."""
+    from robolearn.rl.ppo import ScratchPolicyConfig
+
+    env = VecEnv("reach", 4, seed=0)
+    obs = {k: v[:, None] for k, v in env.reset()[0]["policy"].items()}
+    for max_std in (1.0, 7.0):
+        cfg = small_cfg(
+            scratch=ScratchPolicyConfig(hidden_dims=(32, 32), reset_samples=8, max_std=max_std)
+        )
+        actor = make_actor(scratch_policy(env, cfg, seed=0), cfg)
+        opt = torch.optim.Adam(actor.parameters(), lr=1e-2)
+        for _ in range(300):
+            opt.zero_grad()
+            (-actor.distribution(obs).entropy().sum(-1).mean()).backward()
+            opt.step()
+        std = actor.distribution(obs).stddev
+        assert std.max().item() <= max_std + 1e-6
+        assert std.min().item() > 0.9 * max_std  # the bonus does reach the ceiling
+
+
+def test_a_fresh_actor_refuses_an_initial_std_above_its_ceiling():
+    from robolearn.rl.ppo import ScratchPolicyConfig
+
+    cfg = small_cfg(init_std=1.5, scratch=ScratchPolicyConfig(hidden_dims=(32, 32), max_std=1.0))
+    with pytest.raises(ValueError, match="init_std.*max_std"):
+        scratch_policy(VecEnv("reach", 2), cfg)

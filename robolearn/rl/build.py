@@ -10,7 +10,9 @@ It needs a normaliser before it has seen any data. Choice: observations are norm
 starts from), with the std floored at ``obs_std_floor`` — reset states vary little in some
 terms (the arm's home posture has ±0.02 rad of noise), and an unfloored std would scale the
 states reached later by ~50. Actions are mapped ``minmax`` from the action spec's bounds, so the
-Gaussian lives in [-1, 1] per dimension.
+Gaussian lives in [-1, 1] per dimension, and its std is squashed below ``max_std`` (1 by
+default): wider is clipped by the env into the same bang-bang actions, so it only feeds the
+entropy bonus, which pushed every dim of privileged-action runs to the old ceiling of e² ≈ 7.4.
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ def frozen_reference(actor: Any) -> Any:
 def scratch_policy(env: VecEnv, cfg: RLConfig, seed: int = 0) -> BCPolicy:
     """A fresh ``bc`` gaussian policy for ``env`` (see the module docstring)."""
     s = cfg.scratch
+    if not cfg.init_std < s.max_std:
+        raise ValueError(
+            f"rl.init_std ({cfg.init_std}) must be below rl.scratch.max_std ({s.max_std}), "
+            "the ceiling of a from-scratch policy's std"
+        )
     spec = env.spec
     keys = spec.groups["policy"]
     samples: dict[str, list[np.ndarray]] = {k: [] for k in keys}
@@ -95,7 +102,7 @@ def scratch_policy(env: VecEnv, cfg: RLConfig, seed: int = 0) -> BCPolicy:
         hidden_dims=tuple(s.hidden_dims),
         activation=s.activation,
         log_std_min=-5.0,
-        log_std_max=2.0,
+        log_std_max=math.log(s.max_std),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

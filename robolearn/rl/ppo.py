@@ -57,6 +57,10 @@ class ScratchPolicyConfig:
     n_obs_steps: int = 1
     obs_std_floor: float = 0.05  # normaliser: std of the reset observations, floored at this
     reset_samples: int = 4096  # reset states gathered to fit the normaliser
+    #: Ceiling of the Gaussian's std (normalised action units, where the action range is
+    #: [-1, 1]). The env clips actions to that range, so std beyond it buys entropy without
+    #: changing behaviour: an entropy bonus then drives it up unopposed (docs/benchmarks.md).
+    max_std: float = 1.0
 
 
 @dataclass(frozen=True)
