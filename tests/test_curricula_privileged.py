@@ -16,9 +16,11 @@ def make_env(task: str = "lift", n: int = 3, episode_length: int = 8) -> VecEnv:
     return VecEnv(task, n, seed=0, task_overrides={"episode_length": episode_length})
 
 
-def test_beta_zero_is_bit_identical_to_the_plain_env():
+@pytest.mark.parametrize("per_world", ["same", "uniform"])
+def test_beta_zero_is_bit_identical_to_the_plain_env(per_world):
     plain = make_env(episode_length=25)
-    wrapped = PrivilegedActionWrapper(make_env(episode_length=25), beta=1.0)
+    cfg = PrivilegedActionConfig(wrench_per_world=per_world)
+    wrapped = PrivilegedActionWrapper(make_env(episode_length=25), cfg, beta=1.0)
     wrapped.set_privilege(0.0)  # relaxed and then restored: nothing of it may remain
     gen = torch.Generator().manual_seed(0)
     lowest = 1.0
@@ -183,6 +185,25 @@ def test_curriculum_lowers_the_wrapped_env_beta_and_resumes():
     assert other.schedule.success_rate == 0.5
     # Every episode restarts on resume: the first to end are a biased sample, not counted.
     assert other.settling == other.settle_steps == 2
+
+
+def test_a_per_world_share_bounds_each_worlds_wrench_and_is_redrawn_at_its_reset():
+    cfg = PrivilegedActionConfig(
+        max_force=0.0, force_axes="z", max_torque=0.5, wrench_per_world="uniform"
+    )
+    env = PrivilegedActionWrapper(make_env("lift_flat", 64, episode_length=4), cfg, beta=0.8)
+    env.reset(seed=0)
+    share = env.wrench_share.clone()
+    assert ((share >= 0) & (share <= 1)).all() and share.std() > 0.2  # ~U(0, 1), not one value
+    saturated = env.virtual_wrench(torch.full((64, 4), 5.0))
+    torch.testing.assert_close(saturated[:, 3], 0.8 * 0.5 * share)
+    for _ in range(3):  # within the episode: the shares stay
+        env.step(torch.zeros(64, env.action_dim))
+        assert torch.equal(env.wrench_share, share)
+    env.step(torch.zeros(64, env.action_dim))  # the 4th step ends every episode
+    assert (env.wrench_share != share).all()
+    with pytest.raises(ValueError, match="wrench_per_world must be 'same' or 'uniform'"):
+        PrivilegedActionConfig(wrench_per_world="gaussian").validate()
 
 
 def test_a_planar_force_drives_only_the_x_and_y_wrench_columns():

@@ -19,6 +19,14 @@ by β ∈ [0, 1] and both gone at β = 0:
   At β = 0 the model's own ``solref`` is written back: physics is bit-identical to the env
   without the wrapper.
 
+  With ``wrench_per_world="uniform"`` each world draws a share u ~ U(0, 1) at every reset and
+  its wrench is bounded by u·β·max instead. A wrench that can do a step of the task alone (a
+  torque that stands ``lift_flat``'s box on its edge) otherwise teaches nothing about doing it
+  without: the policy leans on it until β takes it below that threshold, and collapses there
+  (docs/benchmarks.md). With a share per world, every level also holds worlds where the wrench
+  falls short and the fingers must finish the step, so the policy meets β = 0's physics from
+  the start. The policy does not observe its share.
+
   With ``relax_near_edge > 0`` the relaxation is a *region* instead: the table is fully relaxed
   (``min_stiffness_ratio``) in the worlds whose object centre lies within ``β·relax_near_edge`` of
   the table top's nearest edge, and nominal elsewhere. On ``lift_flat`` the fingers can then get
@@ -55,6 +63,9 @@ class PrivilegedActionConfig:
     relax_table: bool = True  # soften robot–table contacts with β
     min_stiffness_ratio: float = 1e-3  # robot–table contact stiffness at β = 1, over nominal
     relax_near_edge: float = 0.0  # m; > 0: relax only where the object is within β·this of an edge
+    #: "same": every world's wrench is bounded by β·max; "uniform": each world draws u ~ U(0, 1)
+    #: at its reset and is bounded by u·β·max, so that every level holds weakly helped worlds.
+    wrench_per_world: str = "same"
 
     def validate(self) -> None:
         if self.max_force < 0 or self.max_torque < 0:
@@ -69,6 +80,11 @@ class PrivilegedActionConfig:
         if self.relax_near_edge < 0:
             raise ValueError(
                 f"privileged.relax_near_edge must be >= 0 m, got {self.relax_near_edge}"
+            )
+        if self.wrench_per_world not in ("same", "uniform"):
+            raise ValueError(
+                "privileged.wrench_per_world must be 'same' or 'uniform', "
+                f"got {self.wrench_per_world!r}"
             )
         if not 0.0 < self.min_stiffness_ratio <= 1.0:
             raise ValueError(
@@ -112,6 +128,11 @@ class PrivilegedActionWrapper(EnvWrapper):
         self._nominal_stiffness = self._robot_table_stiffness()
         #: (N,) bool: worlds whose robot-table contacts are relaxed, as last written to the model.
         self.table_relaxed = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
+        #: (N,) each world's share of the wrench bound: ones, or redrawn at its resets.
+        self.wrench_share = torch.ones(env.num_envs, device=env.device, dtype=env.sim.dtype)
+        # Own stream (seeded from the env's), so the env's own draws are those of the plain env.
+        self._share_generator = torch.Generator().manual_seed(env.generator.initial_seed() + 1)
+        self._draw_wrench_share(env.sim.all_ids())
         self.set_privilege(beta)
 
     # --- privilege level -------------------------------------------------------------------------
@@ -178,7 +199,13 @@ class PrivilegedActionWrapper(EnvWrapper):
         )
 
     def reset(self, seed: int | None = None) -> tuple[Obs, dict[str, Any]]:
+        self._draw_wrench_share(self.env.sim.all_ids())
         return self.env.reset(seed)
+
+    def _draw_wrench_share(self, env_ids: torch.Tensor) -> None:
+        if self.cfg.wrench_per_world == "uniform" and len(env_ids):
+            u = torch.rand(len(env_ids), generator=self._share_generator)
+            self.wrench_share[env_ids] = u.to(self.wrench_share)
 
     def step(
         self, action: torch.Tensor
@@ -206,12 +233,17 @@ class PrivilegedActionWrapper(EnvWrapper):
             action[:, : self.deploy_action_dim]
         )
         info["virtual_wrench"] = wrench
+        if "episode" in info:  # the finished worlds were reset: their next episode's share
+            self._draw_wrench_share(info["episode"]["env_ids"])
         return obs, reward, terminated, truncated, info
 
     def virtual_wrench(self, privileged: torch.Tensor) -> torch.Tensor:
         """``(N, 6)`` world-frame wrench for privileged actions ``(N, P)``; exact zeros at β = 0."""
         wrench = torch.zeros(len(privileged), 6, device=self.env.device, dtype=self.env.sim.dtype)
         if self.beta > 0:
-            scaled = self.beta * self._limits * privileged.to(wrench).clamp(-1.0, 1.0)
+            bound = self.beta * self._limits
+            if self.cfg.wrench_per_world == "uniform":
+                bound = bound * self.wrench_share[:, None]
+            scaled = bound * privileged.to(wrench).clamp(-1.0, 1.0)
             wrench[:, self._wrench_columns] = scaled
         return wrench
