@@ -202,6 +202,8 @@ def test_a_per_world_share_bounds_each_worlds_wrench_and_is_redrawn_at_its_reset
         assert torch.equal(env.wrench_share, share)
     env.step(torch.zeros(64, env.action_dim))  # the 4th step ends every episode
     assert (env.wrench_share != share).all()
+    env.reset(seed=0)  # a seeded reset repeats the shares
+    assert torch.equal(env.wrench_share, share)
     with pytest.raises(ValueError, match="wrench_per_world must be 'same' or 'uniform'"):
         PrivilegedActionConfig(wrench_per_world="gaussian").validate()
 

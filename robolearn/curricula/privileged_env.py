@@ -199,6 +199,8 @@ class PrivilegedActionWrapper(EnvWrapper):
         )
 
     def reset(self, seed: int | None = None) -> tuple[Obs, dict[str, Any]]:
+        if seed is not None:  # reseeded with the env, so that a seeded reset repeats the shares
+            self._share_generator.manual_seed(seed + 1)
         self._draw_wrench_share(self.env.sim.all_ids())
         return self.env.reset(seed)
 
