@@ -16,13 +16,11 @@ from robolearn.rl.build import frozen_reference, make_actor, scratch_policy
 from robolearn.rl.critic import Critic, RunningMeanStd
 from robolearn.rl.gae import compute_gae
 from robolearn.rl.gaussian_actor import GaussianActor
-from robolearn.rl.ppo import PPO, DivergenceError, RLConfig
+from robolearn.rl.ppo import PPO, DivergenceError, RLConfig, ScratchPolicyConfig
 from robolearn.rl.runner import NonFiniteEnvError, PPORunner
 
 
 def small_cfg(**kw) -> RLConfig:
-    from robolearn.rl.ppo import ScratchPolicyConfig
-
     base = dict(num_steps=8, critic_hidden_dims=(32, 32))
     base["scratch"] = ScratchPolicyConfig(hidden_dims=(32, 32), reset_samples=64)
     return RLConfig(**{**base, **kw})
@@ -339,8 +337,6 @@ def test_a_diverged_world_final_obs_may_be_non_finite_but_a_live_one_may_not(tmp
 @pytest.mark.slow
 def test_ppo_from_scratch_learns_reach(tmp_path):
     """A test that can fail: the mean episode return on dense ``reach`` rises clearly."""
-    from robolearn.rl.ppo import ScratchPolicyConfig
-
     torch.manual_seed(0)
     env = VecEnv("reach", 64, seed=0)
     cfg = RLConfig(
@@ -403,8 +399,6 @@ def test_update_threads_are_restored_after_the_update():
 def test_an_entropy_bonus_alone_cannot_push_a_fresh_actors_std_past_its_ceiling():
     """Actions are clipped to [-1, 1] (normalised), so std beyond ``scratch.max_std`` is entropy
     for nothing; with the old ceiling of e^2 an unopposed bonus drove every dim there."""
-    from robolearn.rl.ppo import ScratchPolicyConfig
-
     env = VecEnv("reach", 4, seed=0)
     obs = {k: v[:, None] for k, v in env.reset()[0]["policy"].items()}
     for max_std in (1.0, 7.0):
@@ -423,8 +417,6 @@ def test_an_entropy_bonus_alone_cannot_push_a_fresh_actors_std_past_its_ceiling(
 
 
 def test_a_fresh_actor_refuses_an_initial_std_above_its_ceiling():
-    from robolearn.rl.ppo import ScratchPolicyConfig
-
     cfg = small_cfg(init_std=1.5, scratch=ScratchPolicyConfig(hidden_dims=(32, 32), max_std=1.0))
     with pytest.raises(ValueError, match="init_std.*max_std"):
         scratch_policy(VecEnv("reach", 2), cfg)

@@ -12,7 +12,7 @@ terms (the arm's home posture has ±0.02 rad of noise), and an unfloored std wou
 states reached later by ~50. Actions are mapped ``minmax`` from the action spec's bounds, so the
 Gaussian lives in [-1, 1] per dimension, and its std is squashed below ``max_std`` (1 by
 default): wider is clipped by the env into the same bang-bang actions, so it only feeds the
-entropy bonus, which pushed every dim of privileged-action runs to the old ceiling of e² ≈ 7.4.
+entropy bonus, which pushed most dims of privileged-action runs to the old ceiling of e² ≈ 7.4.
 """
 
 from __future__ import annotations
