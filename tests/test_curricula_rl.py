@@ -13,7 +13,12 @@ import torch
 from console import run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from robolearn.checkpoint import load_policy, load_training_state, resolve_checkpoint
+from robolearn.checkpoint import (
+    load_config,
+    load_policy,
+    load_training_state,
+    resolve_checkpoint,
+)
 from robolearn.cli import rl as rl_cli
 from robolearn.curricula import PrivilegedActionWrapper
 from robolearn.curricula.discount import ADSConfig, ADSCurriculum
@@ -110,6 +115,22 @@ def test_privileged_and_alp_gmm_train_export_log_and_resume(workdir, monkeypatch
     for key in ("tau", "returns", "alp"):
         assert torch.equal(again["alp_gmm"]["teacher"][key], teacher[key])
     assert again["alp_gmm"]["teacher"]["fit_episodes"] == teacher["fit_episodes"]
+
+    # The β schedule may change on resume (re-selecting the run's own curricula to reach it);
+    # other curricula and the privileged action's bounds may not.
+    same = "curriculum=[privileged,alp_gmm]"
+    rescheduled = workdir / "rescheduled"
+    step = "curriculum.privileged.schedule.beta_step=0.05"
+    assert run(rl_cli, f"resume={run_dir}", same, step, f"hydra.run.dir={rescheduled}") == 0
+    schedule = load_config(resolve_checkpoint(rescheduled))["curriculum"]["privileged"]["schedule"]
+    assert schedule["beta_step"] == 0.05 and schedule["window"] == 8
+    assert curriculum_state(rescheduled)["privileged"] == state["privileged"]
+    capsys.readouterr()
+    assert run(rl_cli, f"resume={run_dir}", "curriculum=privileged", step) == 2
+    assert "cannot change the curricula of a resumed run" in capsys.readouterr().err
+    torque = "curriculum.privileged.action.max_torque=0.3"
+    assert run(rl_cli, f"resume={run_dir}", same, torque) == 2
+    assert "cannot override 'curriculum.privileged.action.max_torque'" in capsys.readouterr().err
 
     # A pretrained (A-dim) policy cannot become a privileged (A+P) actor.
     assert run(rl_cli, *COMPOSED, f"init={run_dir}") == 2

@@ -113,7 +113,7 @@ def resume_config(
         if override.is_delete() or not any(key == r or key.startswith(r + ".") for r in resumable):
             raise ValueError(
                 f"cannot override {key!r} when resuming: the run's config comes from its "
-                f"checkpoint; only {', '.join(resumable[:-1])} may change"
+                f"checkpoint; only {', '.join(r for r in resumable if r != 'resume')} may change"
             )
         OmegaConf.update(config, key, OmegaConf.select(composed, key), merge=False)
     config.resume = str(checkpoint)

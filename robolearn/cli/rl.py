@@ -91,6 +91,9 @@ RESUMABLE = (
     "resume",
     "rl.checkpoint_every",
     "rl.log_every",
+    # The β schedule may change mid-run (e.g. finer steps near where the privilege stops
+    # sufficing); the privileged action's bounds, which shape the actor, may not.
+    "curriculum.privileged.schedule",
 )
 
 log = logging.getLogger(__name__)
@@ -389,7 +392,32 @@ def _resume_config(checkpoint: Path, current: dict[str, Any], command_line: list
     saved = load_config(checkpoint)
     if "rl" not in saved or "total_env_steps" not in saved:
         raise ValueError(f"resume={checkpoint} is not a robolearn-rl checkpoint")
-    return resume_config(checkpoint, saved, current, command_line, RESUMABLE)
+    return resume_config(
+        checkpoint, saved, current, _drop_same_curricula(saved, current, command_line), RESUMABLE
+    )
+
+
+def _drop_same_curricula(
+    saved: dict[str, Any], current: dict[str, Any], command_line: list[str]
+) -> list[str]:
+    """The command line without a ``curriculum=`` selection of the resumed run's own curricula:
+    Hydra needs it to reach their keys (``curriculum.privileged.schedule.*``), and it changes
+    nothing. Selecting other curricula is refused."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(command_line))
+    kept = []
+    for text, override in zip(command_line, overrides, strict=True):
+        if override.key_or_group != "curriculum" or override.is_delete():
+            kept.append(text)
+            continue
+        had, asked = sorted(saved.get("curriculum") or {}), sorted(current.get("curriculum") or {})
+        if had != asked:
+            raise ValueError(
+                f"cannot change the curricula of a resumed run: it trained with {had}, the "
+                f"command line selects {asked}"
+            )
+    return kept
 
 
 def _warn_if_success_forfeits_reward(task: str, cfg: TaskConfig) -> None:
