@@ -118,18 +118,25 @@ def test_privileged_and_alp_gmm_train_export_log_and_resume(workdir, monkeypatch
 
     # The β schedule may change on resume (re-selecting the run's own curricula to reach it);
     # other curricula and the privileged action's bounds may not.
-    same = "curriculum=[privileged,alp_gmm]"
+    same = ("task=lift_flat", "curriculum=[privileged,alp_gmm]")
     rescheduled = workdir / "rescheduled"
     step = "curriculum.privileged.schedule.beta_step=0.05"
-    assert run(rl_cli, f"resume={run_dir}", same, step, f"hydra.run.dir={rescheduled}") == 0
-    schedule = load_config(resolve_checkpoint(rescheduled))["curriculum"]["privileged"]["schedule"]
+    pinched = "task.lift_paid=pinched"  # and the reward may change (a reward curriculum)
+    assert (
+        run(rl_cli, f"resume={run_dir}", *same, step, pinched, f"hydra.run.dir={rescheduled}") == 0
+    )
+    saved = load_config(resolve_checkpoint(rescheduled))
+    schedule = saved["curriculum"]["privileged"]["schedule"]
     assert schedule["beta_step"] == 0.05 and schedule["window"] == 8
+    assert saved["task"]["lift_paid"] == "pinched" and saved["task"]["episode_length"] == 20
     assert curriculum_state(rescheduled)["privileged"] == state["privileged"]
     capsys.readouterr()
     assert run(rl_cli, f"resume={run_dir}", "curriculum=privileged", step) == 2
-    assert "cannot change the curricula of a resumed run" in capsys.readouterr().err
+    assert "cannot change the curriculum of a resumed run" in capsys.readouterr().err
+    assert run(rl_cli, f"resume={run_dir}", "task=lift") == 2
+    assert "cannot change the task of a resumed run" in capsys.readouterr().err
     torque = "curriculum.privileged.action.max_torque=0.3"
-    assert run(rl_cli, f"resume={run_dir}", same, torque) == 2
+    assert run(rl_cli, f"resume={run_dir}", *same, torque) == 2
     assert "cannot override 'curriculum.privileged.action.max_torque'" in capsys.readouterr().err
 
     # A pretrained (A-dim) policy cannot become a privileged (A+P) actor.

@@ -94,6 +94,11 @@ RESUMABLE = (
     # The β schedule may change mid-run (e.g. finer steps near where the privilege stops
     # sufficing); the privileged action's bounds, which shape the actor, may not.
     "curriculum.privileged.schedule",
+    # So may the reward (a reward curriculum): what it pays, not what the policy sees or does;
+    # re-select the run's task to reach it (task=lift_flat task.lift_paid=pinched).
+    "task.reward_type",
+    "task.lift_paid",
+    "task.reach_to",
 )
 
 log = logging.getLogger(__name__)
@@ -393,29 +398,37 @@ def _resume_config(checkpoint: Path, current: dict[str, Any], command_line: list
     if "rl" not in saved or "total_env_steps" not in saved:
         raise ValueError(f"resume={checkpoint} is not a robolearn-rl checkpoint")
     return resume_config(
-        checkpoint, saved, current, _drop_same_curricula(saved, current, command_line), RESUMABLE
+        checkpoint, saved, current, _drop_reselected_groups(saved, current, command_line), RESUMABLE
     )
 
 
-def _drop_same_curricula(
+#: What a config group selected in a run's config: a resumed run may re-select its own (Hydra
+#: needs the selection to reach the group's resumable keys, e.g. ``task.lift_paid``).
+GROUP_CHOICE = {
+    "task": lambda config: (config.get("task") or {}).get("name"),
+    "curriculum": lambda config: sorted(config.get("curriculum") or {}),
+}
+
+
+def _drop_reselected_groups(
     saved: dict[str, Any], current: dict[str, Any], command_line: list[str]
 ) -> list[str]:
-    """The command line without a ``curriculum=`` selection of the resumed run's own curricula:
-    Hydra needs it to reach their keys (``curriculum.privileged.schedule.*``), and it changes
-    nothing. Selecting other curricula is refused."""
+    """The command line without selections of the resumed run's own ``task`` and curricula,
+    which change nothing; selecting others is refused."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = OverridesParser.create().parse_overrides(list(command_line))
     kept = []
     for text, override in zip(command_line, overrides, strict=True):
-        if override.key_or_group != "curriculum" or override.is_delete():
+        choice = GROUP_CHOICE.get(override.key_or_group)
+        if choice is None or override.is_delete():
             kept.append(text)
             continue
-        had, asked = sorted(saved.get("curriculum") or {}), sorted(current.get("curriculum") or {})
+        had, asked = choice(saved), choice(current)
         if had != asked:
             raise ValueError(
-                f"cannot change the curricula of a resumed run: it trained with {had}, the "
-                f"command line selects {asked}"
+                f"cannot change the {override.key_or_group} of a resumed run: it trained with "
+                f"{had}, the command line selects {asked}"
             )
     return kept
 
