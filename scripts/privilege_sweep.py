@@ -20,23 +20,16 @@ from robolearn.curricula.privileged_sweep import success_by_beta
 from robolearn.eval.evaluate import EvalResult
 from robolearn.utils.files import write_text_atomic
 
+#: The figures of each level's :class:`EvalResult` that the report keeps (not the per-episode ones).
+SUMMARY_KEYS = ("success_rate", "successes", "n_episodes", "ci95", "mean_return", "mean_length")
+
 
 def report(checkpoint: Path, results: dict[float, EvalResult]) -> dict[str, Any]:
-    return {
-        "checkpoint": str(checkpoint),
-        "levels": [
-            {
-                "beta": beta,
-                "success_rate": r.success_rate,
-                "successes": r.successes,
-                "n_episodes": r.n_episodes,
-                "ci95": list(r.ci95),
-                "mean_return": r.mean_return,
-                "mean_length": r.mean_length,
-            }
-            for beta, r in results.items()
-        ],
-    }
+    levels = []
+    for beta, result in results.items():
+        figures = result.to_dict()
+        levels.append({"beta": beta, **{key: figures[key] for key in SUMMARY_KEYS}})
+    return {"checkpoint": str(checkpoint), "levels": levels}
 
 
 def table(summary: dict[str, Any]) -> str:

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from robolearn.checkpoint import (
     load_config,
     load_policy,
@@ -94,12 +92,9 @@ def success_by_beta(
     policy = trained_policy(checkpoint, privileged)
     results = {}
     try:
-        with torch.no_grad():
-            for beta in betas:
-                privileged.set_privilege(beta)
-                results[beta] = evaluate(
-                    policy, privileged, n_episodes, seed=seed, progress=progress
-                )
+        for beta in betas:
+            privileged.set_privilege(beta)
+            results[beta] = evaluate(policy, privileged, n_episodes, seed=seed, progress=progress)
     finally:
         env.close()
     return results
